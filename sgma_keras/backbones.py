@@ -1,0 +1,93 @@
+"""Backbone CNNs: VGG19 (the paper's), ResNet-50/101 and a tiny CNN for tests and the demo."""
+
+import os
+
+import keras
+
+from sgma_keras.layers.image_preprocessing import ImagePreprocessing
+
+# name -> (keras.applications constructor, default feature tap, preprocessing)
+_APPLICATIONS = {
+    "vgg19": ("VGG19", "block5_conv4", "caffe"),
+    "resnet50": ("ResNet50", "conv5_block3_out", "caffe"),
+    "resnet101": ("ResNet101", "conv5_block3_out", "caffe"),
+}
+BACKBONES = tuple(_APPLICATIONS) + ("tiny",)
+
+
+def make_backbone(
+    name, input_size, weights=None, feature_layer=None, tiny_width=32, model_name=None
+):
+    """A model from RGB pixels in [0, 255] to the tapped feature map.
+
+    Args:
+        name: "vgg19", "resnet50", "resnet101" or "tiny".
+        input_size: side of the square input image.
+        weights: None (random), "imagenet" (the `keras.applications` download
+            or its cache in `~/.keras/models`), or the path of a weights file
+            of that application (e.g. the `*_notop.h5` file).
+        feature_layer: the layer whose output is the feature map; default:
+            the last conv block before pooling (`block5_conv4` for VGG19).
+        tiny_width: channel width of the tiny CNN (its features have
+            `4 * tiny_width` channels, at 1/8 of the input side).
+        model_name: name of the returned model.
+
+    Returns:
+        A `keras.Model` mapping (B, S, S, 3) pixels to (B, h, w, C) features.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown backbone {name!r}; expected one of {', '.join(BACKBONES)}.")
+    if name == "tiny":
+        if weights not in (None, "imagenet") and not os.path.isfile(weights):
+            raise ValueError(f"Backbone weights file not found: {weights!r}.")
+        if weights == "imagenet":
+            raise ValueError("The tiny backbone has no ImageNet weights; use weights=None.")
+        model = _tiny_cnn(input_size, tiny_width, model_name or "tiny_backbone")
+        if weights is not None:
+            model.load_weights(weights)
+        return model
+
+    constructor, default_tap, mode = _APPLICATIONS[name]
+    if weights not in (None, "imagenet") and not os.path.isfile(str(weights)):
+        raise ValueError(
+            f"Backbone weights file not found: {weights!r} (expected null, 'imagenet' "
+            f"or the path of a {constructor} weights file)."
+        )
+    application = getattr(keras.applications, constructor)
+    shape = (input_size, input_size, 3)
+    if weights == "imagenet":
+        try:
+            base = application(include_top=False, weights="imagenet", input_shape=shape)
+        except Exception as error:  # no network and no cached file
+            raise ValueError(
+                f"Could not load ImageNet weights for {constructor}: {error}. Without "
+                "network access, put the `*_notop.h5` file in ~/.keras/models/ or set "
+                "model.weights to its path."
+            ) from error
+    else:
+        base = application(include_top=False, weights=None, input_shape=shape)
+        if weights is not None:
+            base.load_weights(weights)
+    tap = feature_layer or default_tap
+    try:
+        features = base.get_layer(tap).output
+    except ValueError:
+        names = ", ".join(layer.name for layer in base.layers[-8:])
+        raise ValueError(
+            f"Backbone {name!r} has no layer {tap!r} to tap (last layers: {names})."
+        ) from None
+    inputs = keras.Input(shape)
+    trunk = keras.Model(base.input, features, name=f"{name}_trunk")
+    outputs = trunk(ImagePreprocessing(mode)(inputs))
+    return keras.Model(inputs, outputs, name=model_name or name)
+
+
+def _tiny_cnn(input_size, width, model_name):
+    """Four conv blocks with batch norm; features at 1/8 of the input side."""
+    inputs = keras.Input((input_size, input_size, 3))
+    x = ImagePreprocessing("unit")(inputs)
+    for filters, stride in ((width, 2), (2 * width, 2), (4 * width, 2), (4 * width, 1)):
+        x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+    return keras.Model(inputs, x, name=model_name)

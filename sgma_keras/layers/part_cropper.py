@@ -1,0 +1,249 @@
+"""Region cropping subnet: boxes from attention maps, differentiable crop and zoom."""
+
+import keras
+from keras import ops
+
+
+def bilinear_sample(images, y, x):
+    """Samples `images` at pixel coordinates with bilinear interpolation.
+
+    Coordinates follow the half-pixel convention (pixel `i` covers
+    `[i - 0.5, i + 0.5]`); points outside the image read zeros. The result is
+    differentiable in `x` and `y` on every backend (the weights are linear in
+    the coordinates), which is what carries gradients to the boxes.
+
+    Args:
+        images: (B, H, W, C).
+        y, x: (B, ...) pixel coordinates of the same shape.
+
+    Returns:
+        (B, ..., C).
+    """
+    shape = ops.shape(images)
+    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+    flat = ops.reshape(images, (-1, channels))
+    x0 = ops.floor(x)
+    y0 = ops.floor(y)
+    wx1 = x - x0
+    wy1 = y - y0
+    wx0 = 1.0 - wx1
+    wy0 = 1.0 - wy1
+    extra_dims = len(x.shape) - 1
+    offset = ops.reshape(
+        ops.arange(batch, dtype="int32") * (height * width), (-1,) + (1,) * extra_dims
+    )
+
+    def corner(yc, xc, weight):
+        valid = (xc >= 0) & (xc <= ops.cast(width - 1, xc.dtype))
+        valid = valid & (yc >= 0) & (yc <= ops.cast(height - 1, yc.dtype))
+        xi = ops.cast(ops.clip(xc, 0, width - 1), "int32")
+        yi = ops.cast(ops.clip(yc, 0, height - 1), "int32")
+        index = offset + yi * width + xi
+        values = ops.take(flat, ops.reshape(index, (-1,)), axis=0)
+        values = ops.reshape(values, tuple(ops.shape(index)) + (channels,))
+        weight = weight * ops.cast(valid, weight.dtype)
+        return values * ops.cast(weight, values.dtype)[..., None]
+
+    return (
+        corner(y0, x0, wy0 * wx0)
+        + corner(y0, x0 + 1.0, wy0 * wx1)
+        + corner(y0 + 1.0, x0, wy1 * wx0)
+        + corner(y0 + 1.0, x0 + 1.0, wy1 * wx1)
+    )
+
+
+@keras.saving.register_keras_serializable(package="sgma_keras")
+class PartCropper(keras.layers.Layer):
+    """Predicts one square box per attention map and crops-and-zooms it.
+
+    Per part, `f_CNet` (two dense layers) maps the flattened attention map to
+    offsets that move the box centre away from the map's soft peak; the last
+    layer starts at zero, so the first boxes sit on the attention peaks. The
+    outputs are bounded: centre `(t_x, t_y)` in (0, 1) and side `t_s` in
+    `[min_side, max_side]`, all relative to the image.
+
+    The part image is `x * V` with the boxcar mask
+    `V = (h(x - t_x + t_s/2) - h(x - t_x - t_s/2)) (same in y)`,
+    `h(z) = sigmoid(k z)`, where **z is measured in input-image pixels** (k=10
+    gives an edge about half a pixel wide). The crop samples the input image
+    directly on an `output_size` x `output_size` grid that spans the box
+    (bilinear, differentiable in the box), and multiplies by `V` at the same
+    points: no full-resolution masked copy is ever made.
+
+    Args:
+        num_parts: K.
+        output_size: side of the zoomed part images (the local input size).
+        hidden_units: width of the first `f_CNet` dense layer.
+        min_side, max_side: bounds of `t_s` (relative to the image side).
+        steepness: k of the boxcar mask, per input-image pixel.
+        peak_temperature: temperature of the soft-argmax over each map.
+        box_source: "attention" (SGMA) or "random" (random boxes, a baseline).
+        seed: seed of the random boxes.
+
+    Example:
+
+    >>> images = np.random.rand(2, 64, 64, 3).astype("float32") * 255
+    >>> maps = np.random.rand(2, 8, 8, 2).astype("float32")
+    >>> parts, boxes = PartCropper(num_parts=2, output_size=32)([images, maps])
+    >>> tuple(parts.shape), tuple(boxes.shape)
+    ((2, 2, 32, 32, 3), (2, 2, 3))
+    """
+
+    def __init__(
+        self,
+        num_parts=2,
+        output_size=224,
+        hidden_units=128,
+        min_side=0.25,
+        max_side=0.6,
+        steepness=10.0,
+        peak_temperature=0.05,
+        box_source="attention",
+        seed=None,
+        **kwargs,
+    ):
+        # Coordinates need float32 even under mixed precision (a 448 px image
+        # in float16 would snap boxes to quarter pixels).
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if int(num_parts) < 1:
+            raise ValueError(f"PartCropper: `num_parts` must be >= 1, got {num_parts}.")
+        if not 0.0 < min_side <= max_side <= 1.0:
+            raise ValueError(
+                "PartCropper: expected 0 < min_side <= max_side <= 1, got "
+                f"min_side={min_side}, max_side={max_side}."
+            )
+        if box_source not in ("attention", "random"):
+            raise ValueError(
+                f"PartCropper: `box_source` must be 'attention' or 'random', got {box_source!r}."
+            )
+        if steepness <= 0 or peak_temperature <= 0:
+            raise ValueError(
+                "PartCropper: `steepness` and `peak_temperature` must be > 0, got "
+                f"{steepness} and {peak_temperature}."
+            )
+        self.num_parts = int(num_parts)
+        self.output_size = int(output_size)
+        self.hidden_units = int(hidden_units)
+        self.min_side = float(min_side)
+        self.max_side = float(max_side)
+        self.steepness = float(steepness)
+        self.peak_temperature = float(peak_temperature)
+        self.box_source = box_source
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        image_shape, map_shape = input_shape
+        height, width = image_shape[1], image_shape[2]
+        if height is not None and min(height, width) < self.output_size:
+            raise ValueError(
+                f"PartCropper: the input image ({height}x{width}) is smaller than "
+                f"the part crop size {self.output_size}; expected an image side >= "
+                "the local input size."
+            )
+        if map_shape[-1] != self.num_parts:
+            raise ValueError(
+                f"PartCropper: expected {self.num_parts} attention maps, got "
+                f"{map_shape[-1]} (input shape {map_shape})."
+            )
+        cells = int(map_shape[1]) * int(map_shape[2])
+        k, hidden = self.num_parts, self.hidden_units
+        self.cnet_w1 = self.add_weight((k, cells, hidden), "glorot_uniform", name="cnet_w1")
+        self.cnet_b1 = self.add_weight((k, hidden), "zeros", name="cnet_b1")
+        self.cnet_w2 = self.add_weight((k, hidden, 3), "zeros", name="cnet_w2")
+        self.cnet_b2 = self.add_weight((k, 3), "zeros", name="cnet_b2")
+
+    def predict_boxes(self, maps):
+        """(B, K, 3) boxes `(t_x, t_y, t_s)` from attention maps (B, h, w, K)."""
+        maps = ops.cast(maps, self.compute_dtype)
+        shape = ops.shape(maps)
+        batch, h, w = shape[0], shape[1], shape[2]
+        per_part = ops.reshape(ops.transpose(maps, (0, 3, 1, 2)), (batch, self.num_parts, -1))
+        # Soft peak of each map, in relative coordinates of cell centres.
+        weights = ops.softmax(per_part / self.peak_temperature, axis=-1)
+        rows = (ops.arange(h, dtype=self.compute_dtype) + 0.5) / ops.cast(h, self.compute_dtype)
+        cols = (ops.arange(w, dtype=self.compute_dtype) + 0.5) / ops.cast(w, self.compute_dtype)
+        grid_y = ops.reshape(ops.repeat(rows[:, None], w, axis=1), (-1,))
+        grid_x = ops.reshape(ops.repeat(cols[None, :], h, axis=0), (-1,))
+        peak_x = ops.sum(weights * grid_x, axis=-1)
+        peak_y = ops.sum(weights * grid_y, axis=-1)
+        # f_CNet: two dense layers per part, giving offsets to the peak.
+        hidden = ops.relu(ops.einsum("bkn,knh->bkh", per_part, self.cnet_w1) + self.cnet_b1)
+        offsets = ops.einsum("bkh,kho->bko", hidden, self.cnet_w2) + self.cnet_b2
+
+        def logit(p):
+            p = ops.clip(p, 1e-4, 1.0 - 1e-4)
+            return ops.log(p) - ops.log(1.0 - p)
+
+        t_x = ops.sigmoid(logit(peak_x) + offsets[..., 0])
+        t_y = ops.sigmoid(logit(peak_y) + offsets[..., 1])
+        t_s = self.min_side + (self.max_side - self.min_side) * ops.sigmoid(offsets[..., 2])
+        return ops.stack([t_x, t_y, t_s], axis=-1)
+
+    def random_boxes(self, batch):
+        """Uniform random boxes that lie inside the image."""
+        u = keras.random.uniform((batch, self.num_parts, 3), seed=self.seed_generator)
+        t_s = self.min_side + (self.max_side - self.min_side) * u[..., 2]
+        t_x = t_s / 2 + (1.0 - t_s) * u[..., 0]
+        t_y = t_s / 2 + (1.0 - t_s) * u[..., 1]
+        return ops.stack([t_x, t_y, t_s], axis=-1)
+
+    def crop(self, images, boxes):
+        """Differentiable boxcar crop-and-zoom of (B, K, 3) boxes.
+
+        Returns (B, K, output_size, output_size, C) part images.
+        """
+        images = ops.cast(images, self.compute_dtype)
+        boxes = ops.cast(boxes, self.compute_dtype)
+        shape = ops.shape(images)
+        height = ops.cast(shape[1], self.compute_dtype)
+        width = ops.cast(shape[2], self.compute_dtype)
+        size = self.output_size
+        steps = (ops.arange(size, dtype=self.compute_dtype) + 0.5) / size - 0.5
+        t_x, t_y, t_s = boxes[..., 0:1], boxes[..., 1:2], boxes[..., 2:3]
+        # Sample positions in input-image pixels, (B, K, size).
+        px = (t_x + steps * t_s) * width
+        py = (t_y + steps * t_s) * height
+        k = self.steepness
+        mask_x = ops.sigmoid(k * (px - (t_x - t_s / 2) * width)) - ops.sigmoid(
+            k * (px - (t_x + t_s / 2) * width)
+        )
+        mask_y = ops.sigmoid(k * (py - (t_y - t_s / 2) * height)) - ops.sigmoid(
+            k * (py - (t_y + t_s / 2) * height)
+        )
+        grid_y = ops.broadcast_to(py[..., :, None], ops.shape(py)[:2] + (size, size))
+        grid_x = ops.broadcast_to(px[..., None, :], ops.shape(px)[:2] + (size, size))
+        # Pixel centres sit at integer coordinates after the half-pixel shift.
+        parts = bilinear_sample(images, grid_y - 0.5, grid_x - 0.5)
+        mask = mask_y[..., :, None] * mask_x[..., None, :]
+        return parts * mask[..., None]
+
+    def call(self, inputs):
+        images, maps = inputs
+        if self.box_source == "random":
+            boxes = self.random_boxes(ops.shape(images)[0])
+        else:
+            boxes = self.predict_boxes(maps)
+        return self.crop(images, boxes), boxes
+
+    def compute_output_shape(self, input_shape):
+        image_shape, _ = input_shape
+        batch, channels = image_shape[0], image_shape[-1]
+        size = self.output_size
+        return (batch, self.num_parts, size, size, channels), (batch, self.num_parts, 3)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_parts=self.num_parts,
+            output_size=self.output_size,
+            hidden_units=self.hidden_units,
+            min_side=self.min_side,
+            max_side=self.max_side,
+            steepness=self.steepness,
+            peak_temperature=self.peak_temperature,
+            box_source=self.box_source,
+            seed=self.seed,
+        )
+        return config
