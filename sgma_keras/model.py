@@ -1,0 +1,453 @@
+"""The SGMA model: global branch, K attention-guided part branches, two heads."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from sgma_keras import losses
+from sgma_keras.backbones import BACKBONES, make_backbone
+from sgma_keras.layers import ClassCenterHead, MultiAttention, PartCropper, SemanticEmbedding
+from sgma_keras.layers.class_center import match_rows
+from sgma_keras.layers.semantic_embedding import as_semantic_matrix
+
+PART_MODES = ("attention", "random", "none")
+LOSS_TERMS = ("loss_cpt", "loss_div", "loss_cls", "loss_cct")
+
+
+@keras.saving.register_keras_serializable(package="sgma_keras")
+class SGMA(keras.Model):
+    """Semantic-Guided Multi-Attention localization for zero-shot learning.
+
+    Input: a batch of RGB images, pixels in [0, 255], `image_size` square.
+    Labels (for `fit`/`evaluate`): global class ids, rows of `semantics`;
+    training labels must be seen classes.
+
+    Output: a dict with
+    - `scores` (B, num_classes): the fused score `s_y + gamma_cc <u, C_y>`;
+    - `embedding_scores`, `center_scores` (B, num_classes): the two heads;
+    - `latent` (B, latent_dim): normalised class-center features `u_hat`;
+    - `attention_maps` (B, h, w, K) (part_mode "attention");
+    - `boxes` (B, K, 3): part squares `(t_x, t_y, t_s)` relative to the image
+      (part_mode "attention" and "random").
+
+    `fit()` trains with `L = sum_i [L_cpt + lambda L_div] + alpha L_cls +
+    beta L_cct` computed in `compute_loss`; the logs carry each term
+    (`loss_cpt`, `loss_div`, `loss_cls`, `loss_cct`, unweighted).
+
+    Args:
+        semantics: (num_classes, dim) class semantic matrix (all classes).
+        seen_classes: ids of the training classes (rows of `semantics`).
+        image_size: side of the global input image.
+        local_size: side of the zoomed part images.
+        backbone: "vgg19", "resnet50", "resnet101" or "tiny".
+        weights: backbone weights: None, "imagenet" or a file path.
+        feature_layer: backbone layer tapped for the feature map.
+        tiny_width: width of the tiny backbone.
+        num_parts: K, number of attention maps and parts (>= 1).
+        part_mode: "attention" (SGMA), "random" (random boxes) or "none"
+            (global branch only).
+        share_part_backbones: one backbone for all parts instead of K.
+        separate_attention_backbone: a fourth backbone for the attention maps
+            instead of the global branch's.
+        attention_reduction, attention_normalize: see `MultiAttention`.
+        cnet_hidden, min_side, max_side, boxcar_steepness, peak_temperature:
+            see `PartCropper`.
+        embedding_normalize, embedding_scale, embedding_learn_scale: see
+            `SemanticEmbedding`.
+        center_enabled: use the class-center branch (loss and score).
+        latent_dim, ridge_lambda: see `ClassCenterHead`.
+        gamma_cc: weight of the class-center score in the fused score.
+        cpt_weight, div_weight, cls_weight, cct_weight: loss weights (the
+            compactness weight multiplies the per-part sum; `div_weight` is
+            lambda, `cls_weight` alpha, `cct_weight` beta).
+        div_margin, cct_margin: loss margins (0.2 and 0.8).
+        cpt_sigma: width of the ideal Gaussian map, in map cells.
+        div_reduction: "sum" (paper) or "mean" over map positions.
+        seen_semantics: semantics of the training classes, in centre order;
+            default `semantics[seen_classes]` (set on reload after
+            `set_class_semantics`).
+        seed: seed of the random boxes.
+    """
+
+    def __init__(
+        self,
+        semantics,
+        seen_classes,
+        image_size=448,
+        local_size=224,
+        backbone="vgg19",
+        weights="imagenet",
+        feature_layer=None,
+        tiny_width=32,
+        num_parts=2,
+        part_mode="attention",
+        share_part_backbones=False,
+        separate_attention_backbone=False,
+        attention_reduction=16,
+        attention_normalize=True,
+        cnet_hidden=128,
+        min_side=0.25,
+        max_side=0.6,
+        boxcar_steepness=10.0,
+        peak_temperature=0.05,
+        embedding_normalize=False,
+        embedding_scale=16.0,
+        embedding_learn_scale=True,
+        center_enabled=True,
+        latent_dim=256,
+        ridge_lambda=1.0,
+        gamma_cc=1.0,
+        cpt_weight=1.0,
+        div_weight=1.0,
+        cls_weight=1.0,
+        cct_weight=1.0,
+        div_margin=0.2,
+        cct_margin=0.8,
+        cpt_sigma=1.0,
+        div_reduction="sum",
+        seen_semantics=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        semantics = as_semantic_matrix(semantics, owner="SGMA")
+        seen = None if seen_classes is None else np.asarray(seen_classes, dtype="int64")
+        self._check_args(semantics, seen, seen_semantics, image_size, local_size, backbone,
+                         num_parts, part_mode, div_reduction)
+        self.seen_classes = seen
+        self.image_size = int(image_size)
+        self.local_size = int(local_size)
+        self.backbone_name = backbone
+        self.feature_layer = feature_layer
+        self.tiny_width = int(tiny_width)
+        self.num_parts = int(num_parts)
+        self.part_mode = part_mode
+        self.share_part_backbones = bool(share_part_backbones)
+        self.separate_attention_backbone = bool(separate_attention_backbone)
+        self.center_enabled = bool(center_enabled)
+        self.gamma_cc = float(gamma_cc)
+        self.loss_weights_ = dict(
+            cpt=float(cpt_weight), div=float(div_weight), cls=float(cls_weight), cct=float(cct_weight)
+        )
+        self.div_margin = float(div_margin)
+        self.cct_margin = float(cct_margin)
+        self.cpt_sigma = float(cpt_sigma)
+        self.div_reduction = div_reduction
+        self.seed = seed
+        # "warmup" trains the global branch alone (stage 1); "joint" is the model.
+        self.stage = "joint"
+
+        def backbone_at(size, name, load=weights):
+            return make_backbone(backbone, size, load, feature_layer, tiny_width, name)
+
+        self.global_backbone = backbone_at(self.image_size, "global_backbone")
+        self.attention_backbone = None
+        self.multi_attention = None
+        self.cropper = None
+        self.part_backbones = []
+        if part_mode == "attention":
+            if self.separate_attention_backbone:
+                self.attention_backbone = backbone_at(self.image_size, "attention_backbone")
+            self.multi_attention = MultiAttention(
+                num_parts, attention_reduction, attention_normalize, name="multi_attention"
+            )
+        if part_mode != "none":
+            self.cropper = PartCropper(
+                num_parts, local_size, cnet_hidden, min_side, max_side, boxcar_steepness,
+                peak_temperature, box_source=part_mode, seed=seed, name="part_cropper",
+            )
+            count = 1 if self.share_part_backbones else num_parts
+            self.part_backbones = [
+                backbone_at(self.local_size, f"part_backbone_{i}") for i in range(count)
+            ]
+        self.embedding = SemanticEmbedding(
+            semantics, embedding_normalize, embedding_scale, embedding_learn_scale,
+            name="semantic_embedding",
+        )
+        if seen_semantics is None:
+            seen_semantics = semantics[seen]
+        self.center_head = (
+            ClassCenterHead(seen_semantics, semantics, latent_dim, ridge_lambda, name="class_center")
+            if self.center_enabled
+            else None
+        )
+        self._init_args = dict(
+            weights=None,  # the trained weights travel with the saved model
+            attention_reduction=int(attention_reduction),
+            attention_normalize=bool(attention_normalize),
+            cnet_hidden=int(cnet_hidden),
+            min_side=float(min_side),
+            max_side=float(max_side),
+            boxcar_steepness=float(boxcar_steepness),
+            peak_temperature=float(peak_temperature),
+            embedding_normalize=bool(embedding_normalize),
+            embedding_scale=float(embedding_scale),
+            embedding_learn_scale=bool(embedding_learn_scale),
+            latent_dim=int(latent_dim),
+            ridge_lambda=float(ridge_lambda),
+        )
+        self.loss_trackers = [keras.metrics.Mean(name=name) for name in LOSS_TERMS]
+
+    @staticmethod
+    def _check_args(semantics, seen, seen_semantics, image_size, local_size, backbone,
+                    num_parts, part_mode, div_reduction):
+        num_classes = semantics.shape[0]
+        if seen is None:
+            if seen_semantics is None:
+                raise ValueError("SGMA: `seen_classes` is required (ids of the training classes).")
+        elif seen.ndim != 1 or len(seen) < 1 or seen.min() < 0 or seen.max() >= num_classes:
+            raise ValueError(
+                f"SGMA: `seen_classes` must be a non-empty list of class ids in [0, "
+                f"{num_classes}) (rows of the semantic matrix), got {seen.tolist()}."
+            )
+        elif len(set(seen.tolist())) != len(seen):
+            raise ValueError("SGMA: `seen_classes` holds duplicate class ids.")
+        if seen_semantics is not None:
+            as_semantic_matrix(seen_semantics, semantics.shape[1], owner="SGMA (seen_semantics)")
+        if int(num_parts) < 1:
+            raise ValueError(f"SGMA: `num_parts` (K) must be an int >= 1, got {num_parts}.")
+        if part_mode not in PART_MODES:
+            raise ValueError(f"SGMA: `part_mode` must be one of {PART_MODES}, got {part_mode!r}.")
+        if backbone not in BACKBONES:
+            raise ValueError(
+                f"SGMA: unknown backbone {backbone!r}; expected one of {', '.join(BACKBONES)}."
+            )
+        if int(local_size) < 8 or int(image_size) < 8:
+            raise ValueError(
+                f"SGMA: image sizes must be >= 8 px, got image_size={image_size}, "
+                f"local_size={local_size}."
+            )
+        if int(image_size) < int(local_size):
+            raise ValueError(
+                f"SGMA: the image ({image_size} px) is smaller than the part crop "
+                f"({local_size} px); expected image_size >= local_size."
+            )
+        if div_reduction not in ("sum", "mean"):
+            raise ValueError(f"SGMA: `div_reduction` must be 'sum' or 'mean', got {div_reduction!r}.")
+
+    # --- structure ---
+
+    @property
+    def num_branches(self):
+        return 1 + (self.num_parts if self.part_mode != "none" else 0)
+
+    @property
+    def num_classes(self):
+        return self.embedding.num_classes
+
+    @property
+    def semantics(self):
+        return self.embedding.semantics
+
+    def part_backbone(self, part):
+        return self.part_backbones[0 if self.share_part_backbones else part]
+
+    def build(self, input_shape):
+        feature_shape = self.global_backbone.output.shape
+        channels = feature_shape[-1]
+        if self.multi_attention is not None:
+            attention_source = self.attention_backbone or self.global_backbone
+            map_features = attention_source.output.shape
+            self.multi_attention.build(map_features)
+            maps_shape = tuple(map_features[:3]) + (self.num_parts,)
+        else:
+            maps_shape = (None, 1, 1, self.num_parts)
+        if self.cropper is not None:
+            self.cropper.build([(None, self.image_size, self.image_size, 3), maps_shape])
+        self.embedding.build((None, self.num_branches, channels))
+        if self.center_head is not None:
+            self.center_head.build((None, self.num_branches * channels))
+        self.built = True
+
+    # --- forward ---
+
+    def call(self, images, training=False):
+        images = ops.cast(images, self.compute_dtype)
+        features = self.global_backbone(images, training=training)
+        thetas = [ops.mean(features, axis=(1, 2))]
+        outputs = {}
+        if self.stage != "warmup" and self.part_mode != "none":
+            if self.part_mode == "attention":
+                map_features = (
+                    features
+                    if self.attention_backbone is None
+                    else self.attention_backbone(images, training=training)
+                )
+                maps = self.multi_attention(map_features)
+                outputs["attention_maps"] = maps
+                parts, boxes = self.cropper([images, maps])
+            else:
+                parts, boxes = self.cropper([images, ops.zeros((1, 1, 1, self.num_parts))])
+            outputs["boxes"] = boxes
+            for part in range(self.num_parts):
+                part_features = self.part_backbone(part)(parts[:, part], training=training)
+                thetas.append(ops.mean(part_features, axis=(1, 2)))
+        else:
+            thetas += [ops.zeros_like(thetas[0])] * (self.num_branches - 1)
+        theta = ops.stack(thetas, axis=1)  # (B, branches, C)
+        embedding_scores = self.embedding(theta)
+        outputs["embedding_scores"] = embedding_scores
+        scores = embedding_scores
+        if self.center_head is not None and self.stage != "warmup":
+            latent, center_scores = self.center_head(ops.reshape(theta, (ops.shape(theta)[0], -1)))
+            outputs["latent"] = latent
+            outputs["center_scores"] = center_scores
+            scores = scores + self.gamma_cc * ops.cast(center_scores, scores.dtype)
+        outputs["scores"] = scores
+        return outputs
+
+    def crop_parts(self, images):
+        """Zoomed part images (B, K, local, local, 3) and boxes, for inspection."""
+        outputs = self(images)
+        return self.cropper.crop(images, outputs["boxes"]), outputs["boxes"]
+
+    # --- training ---
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if self.seen_classes is None:
+            raise ValueError(
+                "SGMA: the class semantics were replaced by a matrix that does not hold "
+                "every training class; set them back before training or evaluating a loss."
+            )
+        w = self.loss_weights_
+        terms = {
+            "loss_cls": losses.embedding_softmax_loss(y, y_pred["embedding_scores"], self.seen_classes)
+        }
+        total = w["cls"] * terms["loss_cls"]
+        if "attention_maps" in y_pred:
+            maps = y_pred["attention_maps"]
+            terms["loss_cpt"] = losses.compactness_loss(maps, self.cpt_sigma)
+            terms["loss_div"] = losses.diversity_loss(maps, self.div_margin, self.div_reduction)
+            total += w["cpt"] * terms["loss_cpt"] + w["div"] * terms["loss_div"]
+        if "latent" in y_pred:
+            seen_index = losses._seen_index(ops.reshape(ops.cast(y, "int32"), (-1,)), self.seen_classes)
+            terms["loss_cct"] = losses.class_center_triplet_loss(
+                seen_index, y_pred["latent"], self.center_head.normalized_centers(), self.cct_margin
+            )
+            total += w["cct"] * terms["loss_cct"]
+        for tracker in self.loss_trackers:
+            if tracker.name in terms:
+                tracker.update_state(terms[tracker.name])
+        if self.losses:
+            total += ops.sum([ops.cast(loss, "float32") for loss in self.losses])
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        # Compiled metrics see the fused class scores, with global labels.
+        return super().compute_metrics(x, y, y_pred["scores"], sample_weight)
+
+    def reset_compiled_functions(self):
+        """Forces a retrace of train/test/predict (after a structural change)."""
+        self.train_function = None
+        self.test_function = None
+        self.predict_function = None
+
+    def set_stage(self, stage):
+        """"warmup" (global branch, softmax loss) or "joint" (the full model)."""
+        if stage not in ("warmup", "joint"):
+            raise ValueError(f"SGMA: stage must be 'warmup' or 'joint', got {stage!r}.")
+        self.stage = stage
+        self.reset_compiled_functions()
+
+    # --- class semantics ---
+
+    def set_class_semantics(self, semantics, seen_rows=None):
+        """Scores another set of classes without retraining.
+
+        Args:
+            semantics: (n, dim) semantic vectors of the classes to score (for
+                example all classes, or new unseen classes).
+            seen_rows: optional int array (n,): the training-class index
+                (position in `seen_classes`) of each row, or -1. Default: rows
+                equal to a training class's vector are that class.
+        """
+        semantics = as_semantic_matrix(semantics, self.embedding.semantic_dim, owner="SGMA")
+        seen_semantics = (
+            self.center_head.seen_semantics
+            if self.center_head is not None
+            else self.semantics[self.seen_classes]
+        )
+        if seen_rows is None:
+            seen_rows = match_rows(seen_semantics, semantics)
+        seen_rows = np.asarray(seen_rows, dtype="int64")
+        if seen_rows.shape != (len(semantics),):
+            raise ValueError(
+                f"SGMA: `seen_rows` must have one entry per class ({len(semantics)}), "
+                f"got shape {seen_rows.shape}."
+            )
+        self.embedding.set_semantics(semantics)
+        if self.center_head is not None:
+            self.center_head.set_semantics(semantics, seen_rows)
+        positions = {int(s): row for row, s in enumerate(seen_rows) if s >= 0}
+        num_seen = len(seen_semantics)
+        self.seen_classes = (
+            np.asarray([positions[i] for i in range(num_seen)], dtype="int64")
+            if len(positions) == num_seen
+            else None
+        )
+        self.reset_compiled_functions()
+
+    # --- initialisation (spec stage 2) ---
+
+    def attention_features(self, images):
+        """Feature maps the attention maps are computed from."""
+        source = self.attention_backbone or self.global_backbone
+        return source(ops.cast(images, self.compute_dtype), training=False)
+
+    def initialize_attention(self, features, iterations=100, seed=0):
+        """Channel clustering and pre-fit of the attention layers (spec stage 2).
+
+        Args:
+            features: (N, h, w, C) feature maps of a sample of training images
+                (see `attention_features`).
+
+        Returns:
+            The channel groups (C,).
+        """
+        if self.multi_attention is None:
+            raise ValueError("SGMA: initialize_attention needs part_mode='attention'.")
+        if not self.built:
+            self.build((None, self.image_size, self.image_size, 3))
+        groups = self.multi_attention.fit_channel_groups(features, iterations, seed)
+        self.multi_attention.prefit(features, groups)
+        return groups
+
+    def copy_global_to_parts(self):
+        """Starts every part backbone from the (warmed-up) global backbone."""
+        weights = self.global_backbone.get_weights()
+        for backbone in self.part_backbones:
+            backbone.set_weights(weights)
+
+    # --- serialisation ---
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._init_args)
+        config.update(
+            semantics=self.semantics.tolist(),
+            seen_classes=None if self.seen_classes is None else self.seen_classes.tolist(),
+            seen_semantics=None
+            if self.center_head is None
+            else self.center_head.seen_semantics.tolist(),
+            image_size=self.image_size,
+            local_size=self.local_size,
+            backbone=self.backbone_name,
+            feature_layer=self.feature_layer,
+            tiny_width=self.tiny_width,
+            num_parts=self.num_parts,
+            part_mode=self.part_mode,
+            share_part_backbones=self.share_part_backbones,
+            separate_attention_backbone=self.separate_attention_backbone,
+            center_enabled=self.center_enabled,
+            gamma_cc=self.gamma_cc,
+            cpt_weight=self.loss_weights_["cpt"],
+            div_weight=self.loss_weights_["div"],
+            cls_weight=self.loss_weights_["cls"],
+            cct_weight=self.loss_weights_["cct"],
+            div_margin=self.div_margin,
+            cct_margin=self.cct_margin,
+            cpt_sigma=self.cpt_sigma,
+            div_reduction=self.div_reduction,
+            seed=self.seed,
+        )
+        return config
