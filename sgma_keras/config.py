@@ -1,0 +1,881 @@
+"""Run configuration: one declarative schema, JSON loading, overrides, validation, saving.
+
+Every key the project reads lives in ``SCHEMA`` below, with its type, default, range and a
+one-line doc. Defaults are the paper's settings; every **[choice]** of the spec
+(``/work/shared/SGMA-SPEC.md``) is a key here with the spec's default.
+
+To add a key, add one ``Field`` to ``SCHEMA`` (and, if it relates to other keys, one
+``@_rule`` function below). Nothing else needs to change: loading, validation, override
+parsing, saving and the README table all follow the schema.
+
+Usage::
+
+    cfg = load_config("configs/cub.json", ["model.num_parts=3", "train.jit=true"])
+    cfg["model"]["num_parts"]  # -> 3
+
+Conventions of the config files:
+
+* JSON objects mirror the schema's sections; keys starting with ``_`` are comments at any
+  level and are dropped from the resolved config.
+* A file states only what differs from the defaults (plus, for the paper configs, what
+  documents the paper's setting); everything else is filled from the schema.
+* Relative paths are resolved against the working directory (run from the repo root).
+* Floats accept JSON integers; ints do not accept floats; bools are JSON ``true``/``false``.
+
+All problems in a config are collected and raised together in one :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from typing import Any, Callable, Iterable, Mapping
+
+__all__ = [
+    "PATH",
+    "ConfigError",
+    "Field",
+    "SCHEMA",
+    "load_config",
+    "validate_config",
+    "default_config",
+    "parse_override",
+    "apply_overrides",
+    "config_to_json",
+    "save_resolved_config",
+    "schema_markdown",
+]
+
+PATH = "path"  # Field type marker: a filesystem path (a non-empty string)
+
+_MISSING = object()
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; ``errors`` lists each problem, prefixed by its key path."""
+
+    def __init__(self, errors: str | Iterable[str], source: str | None = None):
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        self.source = None if source is None else str(source)
+        where = f" {self.source!r}" if self.source else ""
+        n = len(self.errors)
+        head = f"invalid configuration{where} ({n} problem{'s' if n != 1 else ''}):"
+        super().__init__("\n  - ".join([head, *self.errors]))
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it (JSON), shortened."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _num(x: float) -> str:
+    return repr(x) if isinstance(x, float) and not x.is_integer() else f"{x:g}"
+
+
+class Field:
+    """One config value.
+
+    Args:
+      type: ``int``, ``float`` (JSON ints accepted, stored as float), ``bool``, ``str``,
+        ``PATH`` (a path string) or ``list`` (then ``item`` gives the item type and
+        ``length`` an optional fixed length; range limits apply to the items).
+      default: the default value; ``None`` makes the field nullable.
+      doc: one line for the README table.
+      choices: allowed values (an enum).
+      min, max: inclusive bounds; gt, lt: exclusive bounds.
+      nullable: allow ``null`` (implied by a ``None`` default).
+      literals: extra string values accepted verbatim besides the type (e.g. "imagenet").
+      exists: "file" or "dir": when set (and path checks are on) the path must exist.
+      required_for: values of ``data.source`` for which this path must be set; for the other
+        sources it is not used and not checked.
+      contains: files a ``dir`` path must hold.
+    """
+
+    def __init__(self, type, default, *, doc: str = "", choices=None, min=None, max=None,
+                 gt=None, lt=None, nullable: bool | None = None, literals=(), item=None,
+                 length: int | None = None, exists: str | None = None, required_for=None,
+                 contains=()):
+        if type not in (int, float, bool, str, PATH, list):
+            raise TypeError(f"unsupported Field type {type!r}")
+        if type is list and item not in (int, float, bool, str, PATH):
+            raise TypeError("a list Field needs item=int|float|bool|str|PATH")
+        if exists not in (None, "file", "dir"):
+            raise ValueError("exists must be None, 'file' or 'dir'")
+        self.type = type
+        self.doc = doc
+        self.choices = tuple(choices) if choices is not None else None
+        self.min, self.max, self.gt, self.lt = min, max, gt, lt
+        self.nullable = (default is None) if nullable is None else bool(nullable)
+        self.literals = tuple(literals)
+        self.item = item
+        self.length = length
+        self.exists = exists
+        self.required_for = tuple(required_for) if required_for is not None else None
+        self.contains = tuple(contains)
+        try:
+            self.default = self.coerce(default)
+        except _Invalid as e:  # a schema bug: fail at import time
+            raise ValueError(f"Field default {default!r} is invalid: {e}") from None
+
+    # -- descriptions ------------------------------------------------------------------
+    def _range(self) -> str:
+        lo = hi = None
+        if self.min is not None or self.gt is not None:
+            lo = (self.min, "[") if self.min is not None else (self.gt, "(")
+        if self.max is not None or self.lt is not None:
+            hi = (self.max, "]") if self.max is not None else (self.lt, ")")
+        if lo and hi:
+            return f" in {lo[1]}{_num(lo[0])}, {_num(hi[0])}{hi[1]}"
+        if lo:
+            return f" {'>=' if lo[1] == '[' else '>'} {_num(lo[0])}"
+        if hi:
+            return f" {'<=' if hi[1] == ']' else '<'} {_num(hi[0])}"
+        return ""
+
+    _NOUNS = {int: ("an int", "ints"), float: ("a float", "floats"), bool: ("a bool", "bools"),
+              str: ("a string", "strings"), PATH: ("a path", "paths")}
+
+    def describe(self) -> str:
+        """What the field accepts, for error messages: 'an int >= 1', 'a float in (0, 1]'."""
+        if self.choices is not None:
+            base = "one of " + ", ".join(_show(c) for c in self.choices)
+        elif self.type is list:
+            n = f"{self.length} " if self.length is not None else ""
+            base = f"a list of {n}{self._NOUNS[self.item][1]}{self._range()}"
+        else:
+            base = self._NOUNS[self.type][0] + self._range()
+            if self.type is bool:
+                base += " (true or false)"
+        alts = [_show(x) for x in self.literals]
+        if self.nullable:
+            alts.append("null")
+        if alts:
+            base = (f"{base}, " if len(alts) > 1 else f"{base} or ") + \
+                ", ".join(alts[:-1]) + (" or " if len(alts) > 1 else "") + alts[-1]
+        return base
+
+    def type_markdown(self) -> str:
+        """Short type for the README table: 'int >= 1', 'enum: a \\| b', 'float \\| null'."""
+        if self.choices is not None:
+            text = "enum: " + " \\| ".join(f"`{c}`" for c in self.choices)
+        elif self.type is list:
+            n = f"[{self.length}]" if self.length is not None else "[]"
+            text = f"list{n} of {self._NOUNS[self.item][1]}{self._range()}"
+        else:
+            text = {int: "int", float: "float", bool: "bool", str: "str", PATH: "path"}[self.type]
+            text += self._range()
+        alts = [f"`{x}`" for x in self.literals] + (["null"] if self.nullable else [])
+        return " \\| ".join([text, *alts])
+
+    # -- validation --------------------------------------------------------------------
+    def _scalar(self, value, type_):
+        if type_ is bool:
+            ok = isinstance(value, bool)
+        elif type_ is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif type_ is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and math.isfinite(value)
+            if ok:
+                value = float(value)
+        else:  # str, PATH
+            ok = isinstance(value, str) and value.strip() != ""
+        if not ok:
+            raise _Invalid()
+        if type_ in (int, float):
+            if ((self.min is not None and value < self.min)
+                    or (self.max is not None and value > self.max)
+                    or (self.gt is not None and value <= self.gt)
+                    or (self.lt is not None and value >= self.lt)):
+                raise _Invalid()
+        return value
+
+    def coerce(self, value):
+        """Return the normalised value, or raise _Invalid with a message."""
+        if value is None and self.nullable:
+            return None
+        if isinstance(value, str) and value in self.literals:
+            return value
+        try:
+            if self.type is list:
+                if not isinstance(value, list) or (
+                        self.length is not None and len(value) != self.length):
+                    raise _Invalid()
+                out = [self._scalar(v, self.item) for v in value]
+            else:
+                out = self._scalar(value, self.type)
+            if self.choices is not None and out not in self.choices:
+                raise _Invalid()
+        except _Invalid:
+            msg = f"expected {self.describe()}, got {_show(value)}"
+            if self.choices is not None and isinstance(value, str):
+                close = difflib.get_close_matches(value, [str(c) for c in self.choices], n=1)
+                if close:
+                    msg += f" (did you mean {_show(close[0])}?)"
+            raise _Invalid(msg) from None
+        return out
+
+
+# ---------------------------------------------------------------------------------------
+# The schema. Defaults are the paper's settings; [paper] / [choice] tags follow the spec.
+# ---------------------------------------------------------------------------------------
+
+DATA_SOURCES = ("builtin", "proposed_split", "cub_raw", "awa2_raw", "flowers_raw", "tfds")
+_IMAGE_ROOT_SOURCES = ("proposed_split", "cub_raw", "awa2_raw", "flowers_raw")
+
+SCHEMA: dict[str, Any] = {
+    "name": Field(str, "sgma", doc="run name; `{name}` in output_dir expands to it"),
+    "seed": Field(int, 0, min=0, doc="global random seed (Python, NumPy and backend)"),
+    "output_dir": Field(PATH, "runs/{name}",
+                        doc="run folder (checkpoints, logs, resolved config); `{name}` expands"),
+    "data": {
+        "source": Field(str, "builtin", choices=DATA_SOURCES,
+                        doc="dataset loader: built-in synthetic set, Xian et al. proposed split "
+                            "(.mat files + images), raw CUB/AwA2/FLO folders, or TFDS"),
+        "root": Field(PATH, None, exists="dir", required_for=_IMAGE_ROOT_SOURCES,
+                      doc="image root folder (needed by proposed_split and the *_raw sources)"),
+        "split_dir": Field(PATH, None, exists="dir", required_for=("proposed_split",),
+                           contains=("att_splits.mat", "res101.mat"),
+                           doc="folder holding att_splits.mat and res101.mat (proposed_split)"),
+        "semantics": Field(str, "att", choices=("att", "original_att"),
+                           doc="class semantic vectors from att_splits.mat: `att` (class-wise "
+                               "L2-normalised) or `original_att`"),
+        "normalize_semantics": Field(bool, True,
+                                     doc="L2-normalise each class semantic vector on load"),
+        "val_fraction": Field(float, 0.2, gt=0, lt=1,
+                              doc="share of seen classes held out as validation classes"),
+        "bad_images": Field(str, "error", choices=("error", "skip"),
+                            doc="missing or unreadable image: stop with an error, or skip it "
+                                "with a warning"),
+        "builtin": {
+            "num_classes": Field(int, 24, min=2, doc="classes of the built-in synthetic set"),
+            "num_unseen": Field(int, 6, min=1, doc="of which unseen (test-only) classes"),
+            "num_images": Field(int, 2000, min=1, doc="images in the built-in set"),
+            "image_size": Field(int, 448, min=32, doc="side of the generated images in pixels"),
+            "cache_dir": Field(PATH, "~/.cache/sgma_keras/builtin",
+                               doc="where the generated set is cached"),
+        },
+        "tfds": {
+            "name": Field(str, "caltech_birds2011",
+                          choices=("caltech_birds2011", "oxford_flowers102"),
+                          doc="TensorFlow Datasets name (source tfds)"),
+            "data_dir": Field(PATH, None, doc="TFDS data_dir; null: the TFDS default"),
+            "class_split": Field(PATH, None, exists="file",
+                                 doc="seen/unseen class split file; null: the loader's default"),
+            "semantics_file": Field(PATH, None, exists="file",
+                                    doc="class semantic vectors file; null: the loader's default"),
+        },
+        "flowers": {
+            "class_split": Field(PATH, None, exists="file",
+                                 doc="seen/unseen class split file (flowers_raw)"),
+            "semantics_file": Field(PATH, None, exists="file",
+                                    doc="class semantic vectors file (flowers_raw)"),
+        },
+        "raw": {
+            "class_split": Field(PATH, None, exists="file",
+                                 doc="seen/unseen class split file (cub_raw, awa2_raw); null: "
+                                     "the loader's default"),
+        },
+    },
+    "input": {
+        "image_size": Field(int, 448, min=32, doc="global input side in pixels [paper: 448]"),
+        "local_size": Field(int, 224, min=16, doc="zoomed part input side in pixels [paper: 224]"),
+        "batch_size": Field(int, 32, min=1, doc="training batch size [paper: 32]"),
+        "cache": Field(bool, False, doc="cache decoded, resized images in memory"),
+        "shuffle_buffer": Field(int, 2048, min=0, doc="shuffle buffer in images (0: no shuffle)"),
+        "deterministic": Field(bool, False, doc="deterministic input pipeline order (slower)"),
+        "augment": {
+            "flip": Field(bool, True, doc="random horizontal flips of training images"),
+            "min_crop_area": Field(float, 0.64, gt=0, max=1,
+                                   doc="random crop: smallest area share kept (1: no crop)"),
+            "color_jitter": Field(float, 0.1, min=0, max=1,
+                                  doc="brightness/contrast/saturation jitter strength (0: off)"),
+        },
+    },
+    "model": {
+        "backbone": Field(str, "vgg19", choices=("vgg19", "resnet50", "resnet101", "tiny"),
+                          doc="CNN of every branch [paper: vgg19]; `tiny`: small scratch CNN "
+                              "for demos and tests"),
+        "weights": Field(PATH, "imagenet", nullable=True, literals=("imagenet",), exists="file",
+                         doc="backbone initial weights: `imagenet`, null (random) or a weights "
+                             "file [choice: imagenet, fine-tuned]"),
+        "feature_layer": Field(str, None,
+                               doc="backbone layer giving the feature map F; null: the "
+                                   "backbone's last conv block before pooling (vgg19: "
+                                   "block5_conv4) [choice]"),
+        "tiny_width": Field(int, 32, min=4, doc="base channel width of the tiny backbone"),
+        "num_parts": Field(int, 2, min=1, doc="K, the number of attention parts [paper: 2]"),
+        "part_mode": Field(str, "attention", choices=("attention", "random", "none"),
+                           doc="part boxes from the attention subnet, random boxes "
+                               "(ablation), or none (global branch only)"),
+        "share_part_backbones": Field(bool, False,
+                                      doc="share backbones between branches instead of one "
+                                          "per branch [paper: separate]"),
+        "separate_attention_backbone": Field(bool, False,
+                                             doc="own backbone for the attention subnet instead "
+                                                 "of the global branch's [choice]"),
+        "attention_reduction": Field(int, 16, min=1,
+                                     doc="channel reduction r of the attention FC layers "
+                                         "(hidden width C/r)"),
+        "cnet_hidden": Field(int, 128, min=1, doc="hidden units of f_CNet (map -> box)"),
+        "min_side": Field(float, 0.25, gt=0, max=1,
+                          doc="smallest part box side, share of the image side [choice]"),
+        "max_side": Field(float, 0.6, gt=0, max=1,
+                          doc="largest part box side, share of the image side [choice]"),
+        "boxcar_steepness": Field(float, 10.0, gt=0,
+                                  doc="k of the boxcar h(z) = 1/(1+exp(-kz)), z in "
+                                      "input-image pixels [paper: 10]"),
+        "peak_temperature": Field(float, 0.05, gt=0,
+                                  doc="softmax temperature locating attention peaks"),
+        "embedding": {
+            "normalize": Field(bool, False,
+                               doc="L2-normalise theta and phi, scaled score (NormFace) "
+                                   "[choice: off]"),
+            "scale": Field(float, 16.0, gt=0, doc="score scale when normalize is on"),
+            "learn_scale": Field(bool, True, doc="learn that scale (initial value: scale)"),
+        },
+        "center": {
+            "enabled": Field(bool, True, doc="class-center branch (L_cct and center score)"),
+            "latent_dim": Field(int, 256, min=1, doc="class-center latent space dimension"),
+            "ridge_lambda": Field(float, 1.0, min=0,
+                                  doc="ridge lambda building unseen centres from seen ones"),
+        },
+        "gamma_cc": Field(float, 1.0, min=0,
+                          doc="weight of the center score in the fused prediction [choice]"),
+    },
+    "loss": {
+        "cpt_weight": Field(float, 1.0, min=0, doc="weight of L_cpt (compactness), per part"),
+        "div_weight": Field(float, 1.0, min=0, doc="lambda: weight of L_div (diversity)"),
+        "cls_weight": Field(float, 1.0, min=0, doc="alpha: weight of L_cls (softmax)"),
+        "cct_weight": Field(float, 1.0, min=0, doc="beta: weight of L_cct (class-center triplet)"),
+        "div_margin": Field(float, 0.2, min=0, doc="margin of L_div [paper: 0.2]"),
+        "cct_margin": Field(float, 0.8, min=0, doc="margin of L_cct [paper: 0.8]"),
+        "cpt_sigma": Field(float, 1.0, gt=0,
+                           doc="width of L_cpt's ideal Gaussian map, in feature-map cells "
+                               "[choice]"),
+    },
+    "train": {
+        "optimizer": Field(str, "sgd", choices=("sgd", "adam"), doc="optimizer [paper: sgd]"),
+        "learning_rate": Field(float, 0.05, gt=0, doc="initial learning rate [paper: 0.05]"),
+        "momentum": Field(float, 0.9, min=0, lt=1, doc="SGD momentum [paper: 0.9]"),
+        "weight_decay": Field(float, 5e-4, min=0, doc="weight decay [paper: 5e-4]"),
+        "lr_factor": Field(float, 0.1, gt=0, lt=1,
+                           doc="learning rate factor on a plateau of monitor [paper: 0.1]"),
+        "lr_patience": Field(int, 2, min=0, doc="epochs without improvement before a drop"),
+        "min_lr": Field(float, 5e-4, min=0, doc="learning rate floor [paper: 5e-4]"),
+        "fit_classes": Field(str, "train", choices=("train", "trainval"),
+                             doc="`train`: hold out validation classes for model selection; "
+                                 "`trainval`: final refit on all seen classes"),
+        "val_seen_fraction": Field(float, 0.1, min=0, lt=1,
+                                   doc="share of each training class's images held out for "
+                                       "validation seen accuracy"),
+        "steps_per_epoch": Field(int, None, min=1,
+                                 doc="batches per epoch; null: one pass over the data"),
+        "warmup": {
+            "enabled": Field(bool, True,
+                             doc="stage 1: seen-class classification warm-up of the global "
+                                 "backbone [choice]"),
+            "epochs": Field(int, 5, min=0, doc="warm-up epochs"),
+            "learning_rate": Field(float, None, gt=0,
+                                   doc="warm-up learning rate; null: train.learning_rate"),
+        },
+        "init": {
+            "enabled": Field(bool, True,
+                             doc="stage 2: channel clustering and attention FC pre-fit [paper]"),
+            "num_images": Field(int, 512, min=1,
+                                doc="training images sampled for channel peak positions"),
+            "kmeans_iters": Field(int, 100, min=1, doc="k-means iterations"),
+        },
+        "joint": {
+            "enabled": Field(bool, True, doc="stage 3: all losses jointly, end to end"),
+            "epochs": Field(int, 30, min=0, doc="joint training epochs"),
+        },
+        "jit": Field(bool, False, doc="jit-compile the train step (XLA)"),
+        "mixed_precision": Field(str, None, choices=("mixed_float16", "mixed_bfloat16"),
+                                 doc="Keras dtype policy; null: float32"),
+        "distribute": Field(str, "none", choices=("none", "data_parallel"),
+                            doc="`data_parallel`: replicate over all local accelerators"),
+        "monitor": Field(str, "val_zsl_acc",
+                         doc="metric driving the plateau schedule and checkpoint choice"),
+    },
+    "eval": {
+        "batch_size": Field(int, None, min=1, doc="evaluation batch size; null: input.batch_size"),
+        "calibration_points": Field(int, 41, min=2,
+                                    doc="calibration values on the GZSL seen-unseen curve"),
+        "visualize_images": Field(int, 8, min=0,
+                                  doc="test images drawn with attention maps and part boxes"),
+    },
+}
+
+# Sections used only by some data sources: their paths are checked only for those sources.
+_SECTION_SOURCES = {
+    "data.builtin": ("builtin",),
+    "data.tfds": ("tfds",),
+    "data.flowers": ("flowers_raw",),
+    "data.raw": ("cub_raw", "awa2_raw"),
+}
+
+# ---------------------------------------------------------------------------------------
+# Cross-field rules: each gets the values of its keys (only when all of them are valid)
+# and returns None or an error message starting with a key path.
+# ---------------------------------------------------------------------------------------
+
+_RULES: list[tuple[tuple[str, ...], Callable[..., str | None]]] = []
+
+
+def _rule(*keys: str):
+    def deco(fn):
+        _RULES.append((keys, fn))
+        return fn
+    return deco
+
+
+@_rule("model.min_side", "model.max_side")
+def _side_order(min_side, max_side):
+    if min_side > max_side:
+        return (f"model.min_side: must be <= model.max_side, got {_num(min_side)} > "
+                f"{_num(max_side)}")
+
+
+@_rule("input.local_size", "input.image_size")
+def _local_size(local_size, image_size):
+    if local_size > image_size:
+        return (f"input.local_size: must be <= input.image_size, got {local_size} > "
+                f"{image_size}")
+
+
+@_rule("data.builtin.num_unseen", "data.builtin.num_classes")
+def _builtin_unseen(num_unseen, num_classes):
+    if num_unseen >= num_classes:
+        return (f"data.builtin.num_unseen: must be < data.builtin.num_classes, got "
+                f"{num_unseen} >= {num_classes}")
+
+
+@_rule("train.min_lr", "train.learning_rate")
+def _min_lr(min_lr, learning_rate):
+    if min_lr > learning_rate:
+        return (f"train.min_lr: must be <= train.learning_rate, got {_num(min_lr)} > "
+                f"{_num(learning_rate)}")
+
+
+@_rule("model.backbone", "model.weights")
+def _tiny_weights(backbone, weights):
+    if backbone == "tiny" and weights == "imagenet":
+        return ("model.weights: the tiny backbone has no ImageNet weights; set "
+                "model.weights to null or a weights file")
+
+
+# ---------------------------------------------------------------------------------------
+# Schema helpers
+# ---------------------------------------------------------------------------------------
+
+def _iter_fields(schema: Mapping, prefix: str = ""):
+    """(key path, Field) for every leaf, in schema order."""
+    for key, spec in schema.items():
+        path = f"{prefix}{key}"
+        if isinstance(spec, Mapping):
+            yield from _iter_fields(spec, path + ".")
+        else:
+            yield path, spec
+
+
+def _all_paths(schema: Mapping, prefix: str = ""):
+    for key, spec in schema.items():
+        path = f"{prefix}{key}"
+        yield path
+        if isinstance(spec, Mapping):
+            yield from _all_paths(spec, path + ".")
+
+
+def _lookup(tree: Mapping, path: str, default=_MISSING):
+    node: Any = tree
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def _suggest(name: str, section: Mapping, schema: Mapping) -> str:
+    """' (did you mean ...?)' for an unknown key ``name`` found in ``section``."""
+    paths = list(_all_paths(schema))
+    elsewhere = [p for p in paths if p.rsplit(".", 1)[-1] == name]
+    if elsewhere:
+        return " (did you mean " + " or ".join(repr(p) for p in elsewhere[:3]) + "?)"
+    close = difflib.get_close_matches(name, list(section), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    leaves = {}
+    for p in paths:
+        leaves.setdefault(p.rsplit(".", 1)[-1], p)
+    close = difflib.get_close_matches(name, list(leaves), n=1, cutoff=0.75)
+    if close:
+        return f" (did you mean {leaves[close[0]]!r}?)"
+    return ""
+
+
+# ---------------------------------------------------------------------------------------
+# Reading, overrides, validation
+# ---------------------------------------------------------------------------------------
+
+class _Obj(dict):
+    """A JSON object that remembers keys it saw twice."""
+    duplicates: tuple = ()
+
+
+def _pairs(pairs):
+    obj = _Obj()
+    dups = []
+    for k, v in pairs:
+        if k in obj:
+            dups.append(k)
+        obj[k] = v
+    obj.duplicates = tuple(dups)
+    return obj
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ConfigError("config file not found", source=path) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file: {e}", source=path) from None
+    try:
+        return json.loads(text, object_pairs_hook=_pairs)
+    except json.JSONDecodeError as e:
+        lines = text.splitlines()
+        shown = lines[e.lineno - 1] if 0 < e.lineno <= len(lines) else ""
+        raise ConfigError(
+            f"{path}:{e.lineno}:{e.colno}: invalid JSON at line {e.lineno}, column {e.colno}: "
+            f"{e.msg}\n      | {shown}\n      | {' ' * (e.colno - 1)}^",
+            source=path) from None
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Split 'a.b=value' into ('a.b', value); value is parsed as JSON, else kept a string."""
+    if not isinstance(item, str) or "=" not in item:
+        raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. model.num_parts=3")
+    key, _, text = item.partition("=")
+    key = key.strip()
+    if key.startswith("--set"):  # tolerate '--set a.b=1' passed as one string
+        key = key[len("--set"):].strip()
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    return key, value
+
+
+def _deep_merge(base: dict, update: Mapping) -> dict:
+    out = dict(base)
+    for k, v in update.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def apply_overrides(raw: Mapping, overrides: Iterable[str], schema: Mapping | None = None,
+                    errors: list[str] | None = None) -> dict:
+    """Return a copy of ``raw`` with 'a.b=value' overrides applied.
+
+    Unknown keys are collected into ``errors`` when given, else raised as ConfigError.
+    Values are not validated here (validate_config does that).
+    """
+    schema = SCHEMA if schema is None else schema
+    own = errors is None
+    errors = [] if own else errors
+    raw = copy.deepcopy(raw) if isinstance(raw, dict) else dict(raw)
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    for item in overrides:
+        try:
+            key, value = parse_override(item)
+        except ConfigError as e:
+            errors.extend(e.errors)
+            continue
+        parts = key.split(".")
+        if any(not p for p in parts):
+            errors.append(f"override {item!r}: malformed key {key!r}")
+            continue
+        spec: Any = schema
+        for i, part in enumerate(parts):
+            if not isinstance(spec, Mapping):
+                errors.append(f"{'.'.join(parts[:i])}: is a value, not a section, so "
+                              f"{key!r} does not exist (override {item!r})")
+                break
+            if part not in spec and not part.startswith("_"):
+                errors.append(f"{'.'.join(parts[:i + 1])}: unknown key"
+                              f"{_suggest(part, spec, schema)} (override {item!r})")
+                break
+            spec = spec.get(part)
+        else:
+            node = raw
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    node[part] = {}
+                node = node[part]
+            last = parts[-1]
+            if isinstance(value, Mapping) and isinstance(node.get(last), Mapping):
+                node[last] = _deep_merge(node[last], value)
+            else:
+                node[last] = value
+    if own and errors:
+        raise ConfigError(errors)
+    return raw
+
+
+def _resolve(raw: Any, schema: Mapping, prefix: str, errors: list[str], bad: set,
+             full: Mapping) -> dict:
+    out: dict[str, Any] = {}
+    for dup in getattr(raw, "duplicates", ()):
+        errors.append(f"{prefix}{dup}: duplicate key (only the last value would be used)")
+    for key in raw:
+        if isinstance(key, str) and key.startswith("_"):
+            continue  # comment
+        if key not in schema:
+            errors.append(f"{prefix}{key}: unknown key{_suggest(str(key), schema, full)}")
+    for key, spec in schema.items():
+        path = f"{prefix}{key}"
+        value = raw.get(key, _MISSING)
+        if isinstance(spec, Mapping):
+            if value is _MISSING:
+                value = {}
+            elif not isinstance(value, Mapping):
+                errors.append(f"{path}: expected a section (JSON object with keys "
+                              f"{', '.join(list(spec)[:4])}{', ...' if len(spec) > 4 else ''}),"
+                              f" got {_show(value)}")
+                bad.update(p for p in _all_paths(spec, path + "."))
+                value = {}
+            out[key] = _resolve(value, spec, path + ".", errors, bad, full)
+        elif value is _MISSING:
+            out[key] = copy.deepcopy(spec.default)
+        else:
+            try:
+                out[key] = spec.coerce(value)
+            except _Invalid as e:
+                errors.append(f"{path}: {e}")
+                bad.add(path)
+                out[key] = copy.deepcopy(spec.default)
+    return out
+
+
+def _check_paths(cfg: dict, schema: Mapping, bad: set, errors: list[str]) -> None:
+    source = _lookup(cfg, "data.source", None)
+    if "data.source" in bad:
+        return  # which paths matter is unknown
+    cwd = os.getcwd()
+    for path, field in _iter_fields(schema):
+        if field.type is not PATH or (field.exists is None and field.required_for is None):
+            continue
+        if path in bad:
+            continue
+        gate = next((srcs for sec, srcs in _SECTION_SOURCES.items()
+                     if path.startswith(sec + ".")), None)
+        if gate is not None and source not in gate:
+            continue
+        if field.required_for is not None and source not in field.required_for:
+            continue
+        value = _lookup(cfg, path, None)
+        why = f" (needed by data.source {source!r})" if field.required_for else ""
+        if value is None:
+            if field.required_for is not None:
+                errors.append(f"{path}: required for data.source {source!r}, got null")
+            continue
+        if value in field.literals or field.exists is None:
+            continue
+        full = os.path.expanduser(value)
+        rel = "" if os.path.isabs(full) else f" (relative to {cwd})"
+        if not os.path.exists(full):
+            kind = "directory" if field.exists == "dir" else "file"
+            errors.append(f"{path}: {kind} not found: {value!r}{rel}{why}")
+        elif field.exists == "dir" and not os.path.isdir(full):
+            errors.append(f"{path}: not a directory: {value!r}{why}")
+        elif field.exists == "file" and not os.path.isfile(full):
+            errors.append(f"{path}: not a file: {value!r}{why}")
+        elif field.contains:
+            missing = [f for f in field.contains if not os.path.isfile(os.path.join(full, f))]
+            if missing:
+                errors.append(f"{path}: {value!r} lacks {', '.join(missing)}{rel}{why}")
+
+
+def validate_config(raw: Mapping, *, check_paths: bool = True, schema: Mapping | None = None,
+                    source: str | None = None, _errors: list[str] | None = None) -> dict:
+    """Validate a raw (partial) config dict, fill defaults, return the resolved dict.
+
+    Raises ConfigError listing every problem. ``source`` names the origin in the message.
+    """
+    schema = SCHEMA if schema is None else schema
+    errors = [] if _errors is None else _errors
+    bad: set[str] = set()
+    if not isinstance(raw, Mapping):
+        errors.append(f"top level: expected a JSON object, got {_show(raw)}")
+        raw = {}
+    cfg = _resolve(raw, schema, "", errors, bad, schema)
+    for keys, fn in _RULES:
+        if any(_lookup(schema, k) is _MISSING or k in bad for k in keys):
+            continue
+        msg = fn(*(_lookup(cfg, k) for k in keys))
+        if msg:
+            errors.append(msg)
+    if check_paths:
+        _check_paths(cfg, schema, bad, errors)
+    if errors:
+        raise ConfigError(errors, source=source)
+    if isinstance(cfg.get("output_dir"), str) and isinstance(cfg.get("name"), str):
+        cfg["output_dir"] = cfg["output_dir"].replace("{name}", cfg["name"])
+    return cfg
+
+
+def load_config(path: str | os.PathLike | None, overrides: Iterable[str] = (), *,
+                check_paths: bool = True, schema: Mapping | None = None) -> dict:
+    """Read a JSON config, apply 'a.b=value' overrides, validate, fill defaults.
+
+    Args:
+      path: JSON file; None starts from the defaults.
+      overrides: items like "model.num_parts=3" (the value is parsed as JSON, falling back
+        to a plain string: "train.optimizer=adam", "train.mixed_precision=null",
+        "model.embedding={\\"normalize\\": true}").
+      check_paths: check that the data paths the chosen data.source needs (and a weights
+        file) exist.
+      schema: an alternative schema (tests, extensions); default SCHEMA.
+
+    Returns the resolved nested dict (every schema key present, comments dropped,
+    '{name}' expanded in output_dir). Raises ConfigError listing every problem.
+    """
+    schema = SCHEMA if schema is None else schema
+    source = None if path is None else os.fspath(path)
+    raw = {} if source is None else _read_json(source)
+    errors: list[str] = []
+    if not isinstance(raw, Mapping):
+        errors.append(f"top level: expected a JSON object, got {_show(raw)}")
+        raw = {}
+    raw = apply_overrides(raw, overrides, schema, errors)
+    return validate_config(raw, check_paths=check_paths, schema=schema, source=source,
+                           _errors=errors)
+
+
+def default_config() -> dict:
+    """The resolved default config (no file, no path checks)."""
+    return validate_config({}, check_paths=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Saving and documentation
+# ---------------------------------------------------------------------------------------
+
+def config_to_json(cfg: Mapping) -> str:
+    """The config as indented JSON (schema order), ending in a newline."""
+    return json.dumps(cfg, indent=2, allow_nan=False) + "\n"
+
+
+def _atomic_write(path: str, text: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _versions() -> dict:
+    import keras  # lazy: config.py itself stays import-light
+
+    from . import __version__
+
+    backend = keras.backend.backend()
+    versions = {
+        "sgma_keras": __version__,
+        "keras": keras.__version__,
+        "backend": backend,
+        "python": platform.python_version(),
+    }
+    mod = sys.modules.get(backend)
+    if mod is not None and getattr(mod, "__version__", None):
+        versions[f"{backend}_version"] = str(mod.__version__)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        versions["numpy"] = numpy.__version__
+    return versions
+
+
+def save_resolved_config(cfg: Mapping, run_dir: str | os.PathLike) -> str:
+    """Write ``config.json`` (the resolved config) and ``versions.json`` into run_dir.
+
+    Each file is written atomically (temp file in run_dir, then os.replace). Returns the
+    path of config.json.
+    """
+    run_dir = os.fspath(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    config_path = os.path.join(run_dir, "config.json")
+    _atomic_write(config_path, config_to_json(cfg))
+    _atomic_write(os.path.join(run_dir, "versions.json"),
+                  json.dumps(_versions(), indent=2) + "\n")
+    return config_path
+
+
+def schema_markdown(schema: Mapping | None = None) -> str:
+    """The schema as a Markdown table: key, type, default, description."""
+    schema = SCHEMA if schema is None else schema
+    rows = ["| Key | Type | Default | Description |", "| --- | --- | --- | --- |"]
+    for path, field in _iter_fields(schema):
+        default = json.dumps(field.default).replace("|", "\\|")
+        doc = field.doc.replace("|", "\\|")
+        rows.append(f"| `{path}` | {field.type_markdown()} | `{default}` | {doc} |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sgma_keras.config [CONFIG] [--set K=V ...]``: print the resolved config."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sgma_keras.config",
+                                     description="Validate a config and print it resolved.")
+    parser.add_argument("config", nargs="?", help="JSON config (default: the defaults)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a key, e.g. model.num_parts=3")
+    parser.add_argument("--no-check-paths", action="store_true",
+                        help="do not check that data paths exist")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the schema as a Markdown table and exit")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(schema_markdown())
+        return 0
+    try:
+        cfg = load_config(args.config, args.overrides, check_paths=not args.no_check_paths)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
+    sys.stdout.write(config_to_json(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""Config schema, loading, overrides, validation and saving (fast; no model code)."""
+
+import glob
+import json
+import os
+
+import pytest
+
+from sgma_keras import config as C
+from sgma_keras.config import ConfigError, Field, load_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.json")))
+
+
+def write(tmp_path, obj, name="cfg.json"):
+    path = tmp_path / name
+    path.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    return str(path)
+
+
+def problems(excinfo):
+    return excinfo.value.errors
+
+
+# -- shipped configs -------------------------------------------------------------------
+
+def test_configs_exist():
+    names = {os.path.basename(p) for p in CONFIGS}
+    assert {"awa.json", "cub.json", "flo.json", "demo.json"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_shipped_configs_validate(path):
+    cfg = load_config(path, check_paths=False)
+    assert cfg["output_dir"] == f"runs/{cfg['name']}"
+    assert "_comment" not in cfg
+    if os.path.basename(path) != "demo.json":
+        # the paper's settings
+        assert cfg["data"]["source"] == "proposed_split"
+        assert cfg["model"]["backbone"] == "vgg19" and cfg["model"]["weights"] == "imagenet"
+        assert (cfg["input"]["image_size"], cfg["input"]["local_size"]) == (448, 224)
+        assert cfg["model"]["num_parts"] == 2 and cfg["model"]["boxcar_steepness"] == 10.0
+        assert (cfg["loss"]["div_margin"], cfg["loss"]["cct_margin"]) == (0.2, 0.8)
+        t = cfg["train"]
+        assert (t["optimizer"], t["learning_rate"], t["momentum"], t["weight_decay"]) == \
+            ("sgd", 0.05, 0.9, 5e-4)
+        assert (t["lr_factor"], t["min_lr"], cfg["input"]["batch_size"]) == (0.1, 5e-4, 32)
+
+
+def test_paper_configs_report_missing_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data/ here
+    with pytest.raises(ConfigError) as e:
+        load_config(os.path.join(REPO, "configs", "cub.json"))
+    text = str(e.value)
+    assert "data.root" in text and "data.split_dir" in text and "cub.json" in text
+
+
+def test_demo_validates_with_path_checks():
+    cfg = load_config(os.path.join(REPO, "configs", "demo.json"))
+    assert cfg["model"]["backbone"] == "tiny" and cfg["model"]["weights"] is None
+    assert cfg["data"]["builtin"]["image_size"] == cfg["input"]["image_size"] == 112
+
+
+# -- schema ----------------------------------------------------------------------------
+
+def test_defaults_are_complete_and_paper():
+    cfg = C.default_config()
+    paths = [p for p, _ in C._iter_fields(C.SCHEMA)]
+    for p in paths:
+        assert C._lookup(cfg, p) is not C._MISSING, p
+    assert cfg["output_dir"] == "runs/sgma"
+    assert cfg["model"]["num_parts"] == 2 and cfg["model"]["share_part_backbones"] is False
+    assert cfg["model"]["embedding"]["normalize"] is False
+    assert (cfg["model"]["min_side"], cfg["model"]["max_side"]) == (0.25, 0.6)
+    assert load_config(None, check_paths=False) == cfg
+
+
+def test_schema_markdown_lists_every_key():
+    md = C.schema_markdown()
+    for p, _ in C._iter_fields(C.SCHEMA):
+        assert f"| `{p}` |" in md
+    assert "| `model.num_parts` | int >= 1 | `2` |" in md
+
+
+def test_bad_field_default_fails_at_definition():
+    with pytest.raises(ValueError):
+        Field(int, 0, min=1)
+
+
+# -- errors ----------------------------------------------------------------------------
+
+def test_unknown_key_did_you_mean(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, {"model": {"num_prts": 3}, "num_parts": 2, "_note": 1}))
+    errs = problems(e)
+    assert len(errs) == 2
+    assert "model.num_prts: unknown key (did you mean 'num_parts'?)" in errs
+    assert any(x.startswith("num_parts:") and "'model.num_parts'" in x for x in errs)
+
+
+def test_all_problems_reported_together(tmp_path):
+    raw = {
+        "model": {"num_parts": 0, "min_side": 0.7, "max_side": 0.5, "weights": "no.weights.h5"},
+        "train": {"learning_rate": "fast", "optimizer": "adagrad"},
+        "input": {"flip": True, "augment": {"min_crop_area": 1.5}},
+    }
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, raw))
+    text = str(e.value)
+    assert "model.num_parts: expected an int >= 1, got 0" in text
+    assert "train.learning_rate: expected a float > 0, got \"fast\"" in text
+    assert "train.optimizer: expected one of \"sgd\", \"adam\", got \"adagrad\"" in text
+    assert "input.augment.min_crop_area: expected a float in (0, 1], got 1.5" in text
+    assert "model.min_side: must be <= model.max_side" in text
+    assert "model.weights: file not found: 'no.weights.h5'" in text
+    assert "input.flip: unknown key (did you mean 'input.augment.flip'?)" in text
+    assert len(problems(e)) == 7
+    assert text.startswith(f"invalid configuration '{tmp_path}")
+
+
+def test_type_rules(tmp_path):
+    bad = {"seed": 1.0, "train": {"jit": 1, "steps_per_epoch": True},
+           "model": {"tiny_width": 3}, "data": {"source": "propsed_split", "builtin": 5}}
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, bad))
+    text = str(e.value)
+    assert "seed: expected an int >= 0, got 1.0" in text
+    assert "train.jit: expected a bool (true or false), got 1" in text
+    assert "train.steps_per_epoch: expected an int >= 1 or null, got true" in text
+    assert "model.tiny_width: expected an int >= 4, got 3" in text
+    assert '(did you mean "proposed_split"?)' in text
+    assert "data.builtin: expected a section" in text
+    # floats accept ints; nullable fields accept null
+    cfg = load_config(write(tmp_path, {"train": {"learning_rate": 1, "steps_per_epoch": None}}))
+    assert cfg["train"]["learning_rate"] == 1.0 and isinstance(cfg["train"]["learning_rate"], float)
+
+
+def test_cross_field_checks(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, {"input": {"image_size": 64, "local_size": 128},
+                                     "model": {"backbone": "tiny"},
+                                     "data": {"builtin": {"num_unseen": 24}}}))
+    text = str(e.value)
+    assert "input.local_size: must be <= input.image_size, got 128 > 64" in text
+    assert "tiny backbone has no ImageNet weights" in text
+    assert "data.builtin.num_unseen: must be < data.builtin.num_classes" in text
+    # a cross check is skipped when one of its values is already invalid
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, {"model": {"min_side": 0.0, "max_side": 0.1}}))
+    assert len(problems(e)) == 1
+
+
+def test_data_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgs").mkdir()
+    split = tmp_path / "split"
+    split.mkdir()
+    (split / "att_splits.mat").write_bytes(b"")
+    raw = {"data": {"source": "proposed_split", "root": "imgs", "split_dir": "split"}}
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, raw))
+    assert problems(e) == ["data.split_dir: 'split' lacks res101.mat (relative to "
+                           f"{tmp_path}) (needed by data.source 'proposed_split')"]
+    (split / "res101.mat").write_bytes(b"")
+    assert load_config(write(tmp_path, raw))["data"]["split_dir"] == "split"
+    # required for the source
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, {"data": {"source": "cub_raw"}}))
+    assert problems(e) == ["data.root: required for data.source 'cub_raw', got null"]
+    # builtin needs no paths; a source's section paths are checked only for that source
+    load_config(write(tmp_path, {"data": {"tfds": {"class_split": "missing.txt"}}}))
+    with pytest.raises(ConfigError, match="data.tfds.class_split: file not found"):
+        load_config(write(tmp_path, {"data": {"source": "tfds",
+                                              "tfds": {"class_split": "missing.txt"}}}))
+    # weights file
+    (tmp_path / "w.weights.h5").write_bytes(b"")
+    cfg = load_config(None, ["model.weights=w.weights.h5"])
+    assert cfg["model"]["weights"] == "w.weights.h5"
+    assert load_config(None, ["model.weights=null"])["model"]["weights"] is None
+
+
+def test_json_syntax_error_names_file_and_line(tmp_path):
+    path = write(tmp_path, '{\n  "seed": 1,\n  "name": "x"\n  "model": {}\n}\n', "broken.json")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    text = str(e.value)
+    assert "broken.json" in text and "line 4, column 3" in text and '"model": {}' in text
+
+
+def test_missing_file_and_non_object(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(str(tmp_path / "nope.json"))
+    with pytest.raises(ConfigError, match="expected a JSON object"):
+        load_config(write(tmp_path, [1, 2]))
+
+
+def test_duplicate_key(tmp_path):
+    with pytest.raises(ConfigError, match="model.num_parts: duplicate key"):
+        load_config(write(tmp_path, '{"model": {"num_parts": 2, "num_parts": 3}}'))
+
+
+# -- overrides -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("item, value", [
+    ("a.b=3", 3), ("a.b=0.5", 0.5), ("a.b=1e-3", 0.001), ("a.b=true", True),
+    ("a.b=null", None), ("a.b=[1, 2.5]", [1, 2.5]), ("a.b=adam", "adam"),
+    ('a.b="3"', "3"), ("a.b=x=y", "x=y"), ('a.b={"c": 1}', {"c": 1}),
+])
+def test_parse_override(item, value):
+    assert C.parse_override(item) == ("a.b", value)
+
+
+def test_overrides_apply_nested(tmp_path):
+    path = os.path.join(REPO, "configs", "demo.json")
+    cfg = load_config(path, ["model.num_parts=3", "train.optimizer=sgd",
+                             "train.mixed_precision=null", "model.embedding.normalize=true",
+                             "train.warmup.learning_rate=0.01", "input.augment.color_jitter=0",
+                             'model.center={"latent_dim": 64}', "name=ovr"])
+    assert cfg["model"]["num_parts"] == 3 and cfg["train"]["optimizer"] == "sgd"
+    assert cfg["train"]["mixed_precision"] is None
+    assert cfg["model"]["embedding"]["normalize"] is True
+    assert cfg["train"]["warmup"]["learning_rate"] == 0.01
+    assert cfg["train"]["warmup"]["epochs"] == 4  # untouched sibling from the file
+    assert cfg["input"]["augment"]["color_jitter"] == 0.0
+    assert cfg["model"]["center"] == {"enabled": True, "latent_dim": 64, "ridge_lambda": 1.0}
+    assert cfg["output_dir"] == "runs/ovr"
+
+
+def test_override_errors(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["model.num_prts=3", "seed.x=1", "noequals", "model.num_parts=0"])
+    errs = problems(e)
+    assert errs[0] == ("model.num_prts: unknown key (did you mean 'num_parts'?) "
+                       "(override 'model.num_prts=3')")
+    assert errs[1].startswith("seed: is a value, not a section")
+    assert "expected KEY=VALUE" in errs[2]
+    assert errs[3] == "model.num_parts: expected an int >= 1, got 0"
+
+
+def test_list_fields():
+    schema = {"mean": Field(list, [0.5, 0.5, 0.5], item=float, length=3, min=0, max=1),
+              "name": Field(str, "x")}
+    cfg = load_config(None, ["mean=[0, 1, 0.25]"], schema=schema)
+    assert cfg["mean"] == [0.0, 1.0, 0.25]
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["mean=[0, 2]"], schema=schema)
+    assert problems(e) == ["mean: expected a list of 3 floats in [0, 1], got [0, 2]"]
+
+
+# -- saving ----------------------------------------------------------------------------
+
+def test_round_trip_and_save(tmp_path):
+    cfg = load_config(os.path.join(REPO, "configs", "demo.json"), ["model.num_parts=3"])
+    assert json.loads(C.config_to_json(cfg)) == cfg
+    run_dir = tmp_path / "run"
+    out = C.save_resolved_config(cfg, run_dir)
+    assert out == str(run_dir / "config.json")
+    assert sorted(os.listdir(run_dir)) == ["config.json", "versions.json"]  # no temp files
+    assert load_config(out) == cfg
+    versions = json.loads((run_dir / "versions.json").read_text())
+    import keras
+
+    import sgma_keras
+    assert versions["sgma_keras"] == sgma_keras.__version__
+    assert versions["keras"] == keras.__version__
+    assert versions["backend"] == keras.backend.backend()
+    assert versions["python"].count(".") == 2
+    # overwrite in place
+    C.save_resolved_config(cfg, run_dir)
+    assert sorted(os.listdir(run_dir)) == ["config.json", "versions.json"]
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    with pytest.raises(ValueError):  # unserialisable: fails before any file is made
+        C.save_resolved_config({"x": float("nan")}, tmp_path)
+    assert os.listdir(tmp_path) == []
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(C.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        C.save_resolved_config(C.default_config(), tmp_path)
+    assert os.listdir(tmp_path) == []  # the temp file was removed
