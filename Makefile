@@ -1,0 +1,30 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   train SGMA on the built-in dataset (configs/demo.json)
+#   make test   run the test suite under TensorFlow, JAX and PyTorch
+PYTHON ?= python3
+VENV ?= .venv
+BACKENDS ?= tensorflow jax torch
+PYTEST_ARGS ?= -q
+BACKEND ?= tensorflow
+
+$(VENV)/.core: requirements.txt requirements-base.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.core requirements-dev.txt requirements-jax.txt requirements-torch.txt
+	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt
+	touch $@
+
+.PHONY: demo test install
+install: $(VENV)/.dev
+
+demo: $(VENV)/.core
+	KERAS_BACKEND=$(BACKEND) $(VENV)/bin/python train.py --config configs/demo.json
+
+test: $(VENV)/.dev
+	@set -e; for backend in $(BACKENDS); do \
+		echo "=== KERAS_BACKEND=$$backend"; \
+		KERAS_BACKEND=$$backend $(VENV)/bin/python -m pytest tests $(PYTEST_ARGS); \
+	done
