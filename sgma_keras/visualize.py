@@ -1,0 +1,223 @@
+"""PNG figures of what the model attends to: attention maps, boxes, part crops.
+
+Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot),
+so they work headless and never change the process-wide matplotlib backend.
+
+Inputs follow the model's outputs:
+
+- `images`: `(B, H, W, 3)`, float in [0, 255] or uint8;
+- `attention_maps`: `(B, h, w, K)` in (0, 1), any resolution (they are
+  stretched over the image with bilinear interpolation);
+- `boxes`: `(B, K, 3)` squares `(t_x, t_y, t_s)` = centre x, centre y and side,
+  relative to the image;
+- `part_images`: `(B, K, s, s, 3)`, float in [0, 255] or uint8.
+
+Arrays may be NumPy arrays or tensors of any Keras backend.
+"""
+
+import os
+
+import numpy as np
+
+__all__ = ["box_to_pixel_rect", "plot_attention_grid", "plot_part_crops"]
+
+# One colour per part (cycled when there are more parts).
+_PART_COLORS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4"]
+
+
+def _to_numpy(x):
+    try:
+        return np.asarray(x)
+    except (TypeError, RuntimeError):
+        import keras
+
+        return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def _to_uint8(images):
+    """Float [0, 255] or uint8 images to uint8 (what imshow shows as-is)."""
+    images = _to_numpy(images)
+    if images.dtype == np.uint8:
+        return images
+    return np.clip(np.round(images.astype("float32")), 0, 255).astype(np.uint8)
+
+
+def box_to_pixel_rect(box, height, width):
+    """Relative square `(t_x, t_y, t_s)` to a pixel rectangle.
+
+    The side is taken relative to each image dimension, so on a non-square
+    image the box is a rectangle in pixels (SGMA's inputs are square).
+
+    Returns:
+        `(x0, y0, w, h)`: top-left corner, width and height in pixels.
+
+    Example:
+
+    >>> box_to_pixel_rect((0.5, 0.25, 0.5), height=100, width=200)
+    (50.0, 0.0, 100.0, 50.0)
+    """
+    t_x, t_y, t_s = (float(v) for v in box)
+    return (
+        (t_x - t_s / 2) * width,
+        (t_y - t_s / 2) * height,
+        t_s * width,
+        t_s * height,
+    )
+
+
+def _new_figure(rows, cols, cell_inches=2.2):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(cols * cell_inches, rows * cell_inches), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    return fig, axes
+
+
+def _draw_box(ax, box, height, width, color, label=None):
+    from matplotlib.patches import Rectangle
+
+    x0, y0, w, h = box_to_pixel_rect(box, height, width)
+    ax.add_patch(Rectangle((x0, y0), w, h, fill=False, edgecolor=color, linewidth=2))
+    if label is not None:
+        ax.text(
+            x0 + 2,
+            y0 + 2,
+            label,
+            color="white",
+            fontsize=7,
+            va="top",
+            bbox={"facecolor": color, "alpha": 0.8, "pad": 1, "lw": 0},
+        )
+
+
+def _save(fig, path):
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fig.savefig(path, format="png")
+
+
+def plot_attention_grid(
+    images,
+    attention_maps,
+    boxes,
+    path,
+    labels=None,
+    class_names=None,
+    max_images=8,
+):
+    """Writes a PNG grid: per image, its part boxes, then each attention map.
+
+    Row i shows image i with every predicted part box drawn (column 0), then
+    for each part k the attention map `M_k` stretched over the image
+    (bilinear) and overlaid, with box k drawn on it.
+
+    Args:
+        images: `(B, H, W, 3)` images, float in [0, 255] or uint8.
+        attention_maps: `(B, h, w, K)` attention maps in [0, 1].
+        boxes: `(B, K, 3)` relative `(t_x, t_y, t_s)` squares.
+        path: output PNG path (parent folders are created).
+        labels: optional `(B,)` global class ids, shown as row titles.
+        class_names: optional names indexed by class id.
+        max_images: at most this many rows (the first images).
+
+    Example:
+
+    ```python
+    outputs = model.predict(images)
+    plot_attention_grid(
+        images,
+        outputs["attention_maps"],
+        outputs["boxes"],
+        "runs/demo/attention.png",
+        labels=labels,
+        class_names=class_names,
+    )
+    ```
+    """
+    images = _to_uint8(images)
+    maps = _to_numpy(attention_maps).astype("float32")
+    boxes = _to_numpy(boxes).astype("float32")
+    if images.ndim != 4 or maps.ndim != 4 or boxes.ndim != 3:
+        raise ValueError(
+            "Expected images (B, H, W, 3), attention_maps (B, h, w, K) and "
+            f"boxes (B, K, 3). Received: {images.shape}, {maps.shape}, "
+            f"{boxes.shape}."
+        )
+    if not (images.shape[0] == maps.shape[0] == boxes.shape[0]):
+        raise ValueError("images, attention_maps and boxes differ in batch size.")
+    if maps.shape[-1] != boxes.shape[1]:
+        raise ValueError(f"{maps.shape[-1]} attention maps but {boxes.shape[1]} boxes.")
+    labels = None if labels is None else _to_numpy(labels).reshape(-1)
+
+    num_rows = min(images.shape[0], max_images)
+    num_parts = boxes.shape[1]
+    fig, axes = _new_figure(num_rows, 1 + num_parts)
+    for i in range(num_rows):
+        height, width = images.shape[1:3]
+        extent = (0, width, height, 0)  # maps span the whole image
+        ax = axes[i, 0]
+        ax.imshow(images[i])
+        for k in range(num_parts):
+            color = _PART_COLORS[k % len(_PART_COLORS)]
+            _draw_box(ax, boxes[i, k], height, width, color, label=str(k))
+        if labels is not None:
+            c = int(labels[i])
+            name = class_names[c] if class_names is not None else f"class {c}"
+            ax.set_title(str(name), fontsize=8)
+        for k in range(num_parts):
+            ax = axes[i, 1 + k]
+            ax.imshow(images[i], alpha=0.6)
+            ax.imshow(
+                maps[i, :, :, k],
+                cmap="jet",
+                alpha=0.5,
+                vmin=0.0,
+                vmax=1.0,
+                extent=extent,
+                interpolation="bilinear",
+            )
+            ax.set_xlim(0, width)
+            ax.set_ylim(height, 0)
+            color = _PART_COLORS[k % len(_PART_COLORS)]
+            _draw_box(ax, boxes[i, k], height, width, color)
+            if i == 0:
+                ax.set_title(f"attention {k}", fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_part_crops(part_images, path, max_images=8):
+    """Writes a PNG grid of the zoomed part images, one row per image.
+
+    Args:
+        part_images: `(B, K, s, s, 3)` crops, float in [0, 255] or uint8.
+        path: output PNG path (parent folders are created).
+        max_images: at most this many rows (the first images).
+
+    Example:
+
+    ```python
+    crops = np.random.uniform(0, 255, (2, 2, 224, 224, 3))  # 2 images, K = 2
+    plot_part_crops(crops, "runs/demo/parts.png")
+    ```
+    """
+    crops = _to_uint8(part_images)
+    if crops.ndim != 5:
+        raise ValueError(
+            f"Expected part_images of shape (B, K, s, s, 3). Got {crops.shape}."
+        )
+    num_rows = min(crops.shape[0], max_images)
+    num_parts = crops.shape[1]
+    fig, axes = _new_figure(num_rows, num_parts)
+    for i in range(num_rows):
+        for k in range(num_parts):
+            axes[i, k].imshow(crops[i, k])
+            if i == 0:
+                axes[i, k].set_title(f"part {k}", fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
