@@ -82,12 +82,32 @@ def make_backbone(
     return keras.Model(inputs, outputs, name=model_name or name)
 
 
+@keras.saving.register_keras_serializable(package="sgma_keras")
+class GlobalBatchNormalization(keras.layers.BatchNormalization):
+    """Batch norm over the global batch under data-parallel training.
+
+    JAX shards one program, so its statistics are global already; TensorFlow
+    needs `synchronized=True`, which other backends reject. The flag is chosen
+    per backend and kept out of the config, so a model saved on one backend
+    loads on the others.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.pop("synchronized", None)
+        super().__init__(synchronized=keras.backend.backend() == "tensorflow", **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("synchronized", None)
+        return config
+
+
 def _tiny_cnn(input_size, width, model_name):
     """Four conv blocks with batch norm; features at 1/8 of the input side."""
     inputs = keras.Input((input_size, input_size, 3))
     x = ImagePreprocessing("unit")(inputs)
     for filters, stride in ((width, 2), (2 * width, 2), (4 * width, 2), (4 * width, 1)):
         x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
-        x = keras.layers.BatchNormalization()(x)
+        x = GlobalBatchNormalization()(x)
         x = keras.layers.ReLU()(x)
     return keras.Model(inputs, x, name=model_name)

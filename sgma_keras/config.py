@@ -367,6 +367,9 @@ SCHEMA: dict[str, Any] = {
         "cpt_sigma": Field(float, 1.0, gt=0,
                            doc="width of L_cpt's ideal Gaussian map, in feature-map cells "
                                "[choice]"),
+        "div_reduction": Field(str, "sum", choices=("sum", "mean"),
+                               doc="L_div over map positions: `sum` [paper] or `mean` (the sum "
+                                   "divided by h*w, independent of the map size)"),
     },
     "train": {
         "optimizer": Field(str, "sgd", choices=("sgd", "adam"), doc="optimizer [paper: sgd]"),
@@ -385,6 +388,10 @@ SCHEMA: dict[str, Any] = {
                                        "validation seen accuracy"),
         "steps_per_epoch": Field(int, None, min=1,
                                  doc="batches per epoch; null: one pass over the data"),
+        "backup_every_steps": Field(int, 50, min=1,
+                                    doc="steps between BackupAndRestore backups (a killed run "
+                                        "resumes from the last one); epoch ends always back up"),
+        "tensorboard": Field(bool, True, doc="write TensorBoard logs in <run>/tensorboard"),
         "warmup": {
             "enabled": Field(bool, True,
                              doc="stage 1: seen-class classification warm-up of the global "
@@ -398,6 +405,9 @@ SCHEMA: dict[str, Any] = {
                              doc="stage 2: channel clustering and attention FC pre-fit [paper]"),
             "num_images": Field(int, 512, min=1,
                                 doc="training images sampled for channel peak positions"),
+            "copy_global_to_parts": Field(bool, True,
+                                          doc="start every part backbone from the warmed-up "
+                                              "global backbone [choice]"),
             "kmeans_iters": Field(int, 100, min=1, doc="k-means iterations"),
         },
         "joint": {

@@ -330,7 +330,7 @@ class SGMA(keras.Model):
                 tracker.update_state(terms[tracker.name])
         if self.losses:
             total += ops.sum([ops.cast(loss, "float32") for loss in self.losses])
-        return total
+        return _scale_for_replicas(total)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         # Compiled metrics see the fused class scores, with global labels.
@@ -451,3 +451,18 @@ class SGMA(keras.Model):
             seed=self.seed,
         )
         return config
+
+
+def _scale_for_replicas(loss):
+    """Divides by the replica count under `tf.distribute` (as Keras's own losses do).
+
+    TensorFlow sums the gradients of the replicas, so each returns its share;
+    JAX and torch see one global batch and need no scaling.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            loss = loss / replicas
+    return loss
