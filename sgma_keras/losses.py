@@ -143,4 +143,8 @@ def _seen_index(labels, seen_classes):
     lookup = [0] * (max(seen) + 1)
     for position, cls in enumerate(seen):
         lookup[cls] = position
+    # Labels of other classes (validation / test unseen images in `evaluate`)
+    # must not index past the table: TF and PyTorch raise on an out-of-range
+    # gather. They map to an arbitrary seen class, as ids below max(seen) do.
+    labels = ops.clip(labels, 0, len(lookup) - 1)
     return ops.take(ops.convert_to_tensor(lookup, dtype="int32"), labels, axis=0)

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -258,6 +259,13 @@ def _set_trainable_for_stage(model, stage):
         backbone.trainable = not warm
 
 
+def load_weights_quietly(model, path):
+    """Loads model weights saved at a stage end (their optimizer state is not reused)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(path)
+
+
 def collect_attention_features(model, split, cfg, num_images):
     """Attention feature maps of the first `num_images` training images."""
     inp = cfg["input"]
@@ -296,13 +304,13 @@ def train(cfg, verbose="auto"):
         model = build_model(cfg, data, proto.seen_classes)
         model.build((None, cfg["input"]["image_size"], cfg["input"]["image_size"], 3))
         done = run.completed()
+        resume_from = [s for s in STAGES[:-1] if s in done]
+        if resume_from and "joint" not in done:
+            log.info("Resuming after stage %s", resume_from[-1])
+            load_weights_quietly(model, run.stage_weights(resume_from[-1]))
         for stage in STAGES:
-            if done and stage in done:
+            if stage in done:
                 continue
-            latest = [s for s in STAGES if s in done and s != "joint"]
-            if latest and not getattr(model, "_restored_from", None) == latest[-1]:
-                model.load_weights(run.stage_weights(latest[-1]))
-                model._restored_from = latest[-1]
             stage_cfg = train_cfg[stage]
             if not stage_cfg["enabled"] or (stage == "init" and model.part_mode != "attention"):
                 log.info("Stage %s: skipped", stage)

@@ -1,0 +1,522 @@
+"""Export a trained SGMA model as a TensorFlow SavedModel for serving.
+
+`python export.py --config CONFIG [--checkpoint best.keras] --output DIR
+[--semantics new.npy --class-names new.txt]` writes a SavedModel folder:
+
+    saved_model.pb, variables/         the graph and the weights
+    assets.extra/sgma_export.json      what the model takes and returns, class names,
+                                       which classes were trained on, provenance
+    assets.extra/class_names.txt       one class name per line (row order)
+    assets.extra/semantics.npy         the (num_classes, dim) class semantic matrix
+
+Signatures (`tf.saved_model.load(DIR).signatures[...]`, or TF-Serving):
+
+- `serving_default` (also `serve`): input `images`, uint8 `[None, S, S, 3]`
+  RGB in [0, 255] (any batch size, S = the model's image size); outputs
+  `scores` float32 `[None, num_classes]` (fused scores over all classes,
+  higher = more likely), `predicted_class` int64 `[None]` (the argmax over all
+  classes: generalized zero-shot prediction), `predicted_name` string `[None]`
+  and `boxes` float32 `[None, K, 3]` (part squares `(t_x, t_y, t_s)`, centre and
+  side relative to the image; K = 0 for `part_mode="none"`).
+- `class_info`: no inputs; `class_names` string `[N]`, `semantics` float32
+  `[N, dim]`, `is_seen` bool `[N]` (classes the model was trained on).
+
+The class set can be changed before export without retraining (`--semantics`
+and `--class-names`): the model then scores the new classes, as
+`SGMA.set_class_semantics`.
+
+The SavedModel is written with `keras.export.ExportArchive` under the
+TensorFlow backend. A model of another backend is saved to a `.keras` file and
+exported by a subprocess running with `KERAS_BACKEND=tensorflow` (a `.keras`
+file loads under any backend). The folder is written to a temporary sibling
+and renamed into place, so a crash never leaves a half-written export.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+
+import numpy as np
+
+from sgma_keras.evaluation import (
+    EvaluationError,
+    check_checkpoint_matches,
+    default_checkpoint,
+    describe_checkpoint,
+    ensure_writable_dir,
+    is_user_error,
+    read_checkpoint_config,
+)
+
+EXPORT_JSON = "sgma_export.json"
+CLASS_NAMES_FILE = "class_names.txt"
+SEMANTICS_FILE = "semantics.npy"
+SIGNATURE = "serving_default"
+
+
+class ExportError(EvaluationError):
+    """A problem with the inputs of an export, explained for the user."""
+
+
+# --------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------
+
+
+def default_export_dir(cfg):
+    return os.path.join(cfg["output_dir"], "saved_model")
+
+
+def read_semantics_file(path):
+    """A (num_classes, dim) matrix from `.npy` (or a whitespace/comma text file)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ExportError(f"Semantics file not found: {path!r}.")
+    try:
+        if path.endswith(".npy"):
+            matrix = np.load(path, allow_pickle=False)
+        else:
+            with open(path) as handle:
+                text = handle.read().replace(",", " ")
+            matrix = np.loadtxt(text.splitlines(), ndmin=2)
+    except (ValueError, OSError) as error:
+        raise ExportError(f"Cannot read the semantic matrix {path!r}: {error}") from None
+    matrix = np.asarray(matrix, dtype="float32")
+    if matrix.ndim != 2 or min(matrix.shape) < 1:
+        raise ExportError(
+            f"Semantic matrix {path!r} has shape {matrix.shape}; expected "
+            "(num_classes, dim): one row per class."
+        )
+    if not np.all(np.isfinite(matrix)):
+        raise ExportError(f"Semantic matrix {path!r} holds NaN or infinite values.")
+    return matrix
+
+
+def read_class_names_file(path):
+    """One class name per non-empty line."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ExportError(f"Class names file not found: {path!r}.")
+    with open(path, encoding="utf-8") as handle:
+        names = [line.strip() for line in handle if line.strip()]
+    if not names:
+        raise ExportError(f"Class names file {path!r} is empty; expected one name a line.")
+    return names
+
+
+def check_class_set(semantic_dim, semantics=None, class_names=None, num_classes=None, source=""):
+    """Checks a replacement class set against the model; returns (semantics, names)."""
+    where = f" ({source})" if source else ""
+    if semantics is not None:
+        semantics = np.asarray(semantics, dtype="float32")
+        if semantics.ndim != 2 or semantics.shape[1] != semantic_dim:
+            raise ExportError(
+                f"The new semantic matrix{where} has shape {semantics.shape}, but the model "
+                f"was trained on {semantic_dim}-d class semantic vectors: expected shape "
+                f"(num_classes, {semantic_dim})."
+            )
+        num_classes = semantics.shape[0]
+    if class_names is not None:
+        class_names = [str(n) for n in class_names]
+        if num_classes is not None and len(class_names) != num_classes:
+            raise ExportError(
+                f"{len(class_names)} class names{where} for {num_classes} classes (rows of "
+                "the semantic matrix); expected one name per class."
+            )
+    return semantics, class_names
+
+
+def _check_output(output, overwrite):
+    """Fails early when the export folder cannot be written; returns its absolute path."""
+    output = os.path.abspath(os.path.expanduser(os.fspath(output)))
+    ensure_writable_dir(os.path.dirname(output), "folder of the export",
+                        "choose another --output")
+    if os.path.exists(output):
+        if not os.path.isdir(output):
+            raise ExportError(f"The export path {output!r} is a file; expected a folder.")
+        if os.listdir(output) and not overwrite:
+            raise ExportError(
+                f"The export folder {output!r} exists and is not empty; pass --overwrite "
+                "(overwrite=True) to replace it."
+            )
+    return output
+
+
+# --------------------------------------------------------------------------
+# Writing (TensorFlow backend)
+# --------------------------------------------------------------------------
+
+
+def _is_seen(model):
+    """(num_classes,) bool: rows of the model's semantics that are training classes."""
+    from sgma_keras.layers.class_center import match_rows
+
+    semantics = np.asarray(model.semantics)
+    if model.center_head is not None:
+        return match_rows(model.center_head.seen_semantics, semantics) >= 0
+    mask = np.zeros(len(semantics), bool)
+    if model.seen_classes is not None:
+        mask[np.asarray(model.seen_classes)] = True
+    return mask
+
+
+def _write_saved_model(model, path, class_names, metadata):
+    """Writes the SavedModel of `model` (TensorFlow backend) at `path` (a new folder)."""
+    import keras
+    import tensorflow as tf
+
+    size = int(model.image_size)
+    if not model.built:
+        model.build((None, size, size, 3))
+    names = tf.constant(list(class_names), dtype=tf.string)
+    semantics = tf.constant(np.asarray(model.semantics, dtype="float32"))
+    is_seen = tf.constant(_is_seen(model))
+    num_parts = model.num_parts if model.part_mode != "none" else 0
+
+    def serve(images):
+        outputs = model(tf.cast(images, model.compute_dtype), training=False)
+        scores = tf.cast(outputs["scores"], tf.float32)
+        predicted = tf.argmax(scores, axis=-1, output_type=tf.int64)
+        if "boxes" in outputs:
+            boxes = tf.cast(outputs["boxes"], tf.float32)
+        else:
+            boxes = tf.zeros([tf.shape(images)[0], 0, 3], tf.float32)
+        return {
+            "scores": scores,
+            "predicted_class": predicted,
+            "predicted_name": tf.gather(names, predicted),
+            "boxes": boxes,
+        }
+
+    def class_info():
+        return {"class_names": names, "semantics": semantics, "is_seen": is_seen}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serve", serve,
+        input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name="images")],
+    )
+    archive.add_endpoint("class_info", class_info, input_signature=[])
+    archive.write_out(path, verbose=False)
+
+    extra = os.path.join(path, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with open(os.path.join(extra, CLASS_NAMES_FILE), "w", encoding="utf-8") as handle:
+        handle.write("".join(f"{n}\n" for n in class_names))
+    np.save(os.path.join(extra, SEMANTICS_FILE), np.asarray(model.semantics, dtype="float32"))
+    info = {
+        "format": "sgma_keras SavedModel",
+        "format_version": 1,
+        "signature": SIGNATURE,
+        "inputs": {"images": {"dtype": "uint8", "shape": [None, size, size, 3],
+                              "description": "RGB pixels in [0, 255]"}},
+        "outputs": {
+            "scores": {"dtype": "float32", "shape": [None, int(model.num_classes)],
+                       "description": "fused class scores, higher = more likely"},
+            "predicted_class": {"dtype": "int64", "shape": [None],
+                                "description": "argmax of scores over all classes (row of "
+                                               "class_names)"},
+            "predicted_name": {"dtype": "string", "shape": [None]},
+            "boxes": {"dtype": "float32", "shape": [None, num_parts, 3],
+                      "description": "part squares (t_x, t_y, t_s): centre and side "
+                                     "relative to the image"},
+        },
+        "class_info_signature": "class_info",
+        "image_size": size,
+        "num_classes": int(model.num_classes),
+        "semantic_dim": int(np.asarray(model.semantics).shape[1]),
+        "class_names": list(class_names),
+        "seen_classes": np.flatnonzero(_is_seen(model)).tolist(),
+        "num_parts": num_parts,
+        "backbone": model.backbone_name,
+        "class_names_file": f"assets.extra/{CLASS_NAMES_FILE}",
+        "semantics_file": f"assets.extra/{SEMANTICS_FILE}",
+        "keras_version": keras.__version__,
+        "tensorflow_version": tf.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **metadata,
+    }
+    with open(os.path.join(extra, EXPORT_JSON), "w", encoding="utf-8") as handle:
+        json.dump(info, handle, indent=2)
+        handle.write("\n")
+
+
+def _atomic_export(output, write):
+    """Runs `write(tmp)` on a temporary sibling folder, then renames it to `output`."""
+    parent, base = os.path.split(output)
+    tmp = os.path.join(parent, f".{base}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    old = None
+    try:
+        write(tmp)
+        if os.path.exists(output):
+            old = os.path.join(parent, f".{base}.old-{uuid.uuid4().hex[:8]}")
+            os.rename(output, old)
+        os.rename(tmp, output)
+    except BaseException:
+        if old is not None and not os.path.exists(output):
+            os.rename(old, output)
+            old = None
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return output
+
+
+# --------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------
+
+
+def _default_names(n):
+    return [f"class_{i}" for i in range(n)]
+
+
+def _copy_model(model):
+    """A separate SGMA with the same config and weights (the caller's stays as it is)."""
+    if not model.built:
+        model.build((None, model.image_size, model.image_size, 3))
+    copy = model.__class__.from_config(model.get_config())
+    copy.build((None, model.image_size, model.image_size, 3))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _export_here(model, output, class_names, semantics, seen_rows, metadata, copy=False):
+    """In-process export (TensorFlow backend); `copy`: swap the classes on a copy."""
+    if semantics is not None:
+        model = _copy_model(model) if copy else model
+        model.set_class_semantics(semantics, seen_rows)
+    if class_names is None:
+        class_names = _default_names(model.num_classes)
+    if len(class_names) != model.num_classes:
+        raise ExportError(
+            f"{len(class_names)} class names for a model scoring {model.num_classes} classes."
+        )
+    return _atomic_export(output, lambda tmp: _write_saved_model(model, tmp, class_names, metadata))
+
+
+def _export_in_subprocess(checkpoint, output, class_names, semantics, seen_rows, metadata,
+                          overwrite):
+    """Runs the export of `checkpoint` in `python -m sgma_keras.export` with TensorFlow."""
+    with tempfile.TemporaryDirectory(prefix="sgma-export-") as work:
+        spec = {
+            "checkpoint": os.path.abspath(checkpoint),
+            "output": output,
+            "class_names": class_names,
+            "semantics": None,
+            "seen_rows": None if seen_rows is None else np.asarray(seen_rows).tolist(),
+            "metadata": metadata,
+            "overwrite": overwrite,
+        }
+        if semantics is not None:
+            spec["semantics"] = os.path.join(work, "semantics.npy")
+            np.save(spec["semantics"], np.asarray(semantics, dtype="float32"))
+        spec_path = os.path.join(work, "spec.json")
+        with open(spec_path, "w") as handle:
+            json.dump(spec, handle)
+        env = dict(os.environ, KERAS_BACKEND="tensorflow")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        proc = subprocess.run(
+            [sys.executable, "-m", "sgma_keras.export", "--worker", spec_path],
+            env=env, capture_output=True, text=True,
+        )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise ExportError(
+            f"The TensorFlow export subprocess failed (exit code {proc.returncode}):\n{tail}"
+        )
+    return output
+
+
+def export_model(model, output, class_names=None, semantics=None, seen_rows=None,
+                 overwrite=False, metadata=None):
+    """Exports an SGMA model (any backend) as a SavedModel folder `output`.
+
+    Args:
+        model: the SGMA model.
+        output: the SavedModel folder to write (its parent must be writable).
+        class_names: one name per class (default `class_0`, ...).
+        semantics: optional (n, dim) matrix of a new class set, swapped in on a
+            copy of the model (`model` itself is left as it is) before export.
+        seen_rows: see `SGMA.set_class_semantics`.
+        overwrite: replace an existing non-empty `output`.
+        metadata: extra JSON-ready entries for `sgma_export.json`.
+
+    Returns:
+        The absolute path of the SavedModel folder.
+    """
+    import keras
+
+    output = _check_output(output, overwrite)
+    dim = int(np.asarray(model.semantics).shape[1])
+    semantics, class_names = check_class_set(
+        dim, semantics, class_names, model.num_classes if semantics is None else None
+    )
+    metadata = {"source_backend": keras.backend.backend(), **(metadata or {})}
+    if keras.backend.backend() == "tensorflow":
+        return _export_here(model, output, class_names, semantics, seen_rows, metadata,
+                            copy=True)
+    with tempfile.TemporaryDirectory(prefix="sgma-export-") as work:
+        checkpoint = os.path.join(work, "model.keras")
+        if not model.built:
+            model.build((None, model.image_size, model.image_size, 3))
+        model.save(checkpoint)
+        return _export_in_subprocess(checkpoint, output, class_names, semantics, seen_rows,
+                                     metadata, overwrite)
+
+
+def export_checkpoint(checkpoint, output, class_names=None, semantics=None, cfg=None,
+                      data=None, overwrite=False):
+    """Exports an SGMA `.keras` file; every check runs before the model is loaded.
+
+    Args:
+        checkpoint: the `.keras` file.
+        output: the SavedModel folder to write.
+        class_names: names of the classes (of `semantics` if given); default:
+            the dataset's (`data`) or `class_i`.
+        semantics: optional new (n, dim) class semantic matrix.
+        cfg, data: the run's config and dataset, checked against the
+            checkpoint when given.
+        overwrite: replace an existing non-empty `output`.
+    """
+    import keras
+
+    output = _check_output(output, overwrite)
+    saved = read_checkpoint_config(checkpoint)
+    description = describe_checkpoint(saved)
+    check_checkpoint_matches(description, cfg, data if semantics is None else None,
+                             repr(checkpoint))
+    dim = description["semantics"].shape[1]
+    num_classes = description["semantics"].shape[0]
+    semantics, class_names = check_class_set(
+        dim, semantics, class_names, num_classes if semantics is None else None,
+        "--semantics / --class-names",
+    )
+    if class_names is None and semantics is None and data is not None:
+        class_names = list(data.class_names)
+    metadata = {"source_checkpoint": os.path.abspath(checkpoint),
+                "source_backend": keras.backend.backend()}
+    if data is not None and semantics is None:
+        metadata["dataset"] = data.name
+    if keras.backend.backend() == "tensorflow":
+        from sgma_keras.evaluation import load_checkpoint
+
+        model = load_checkpoint(checkpoint)
+        return _export_here(model, output, class_names, semantics, None, metadata)
+    return _export_in_subprocess(checkpoint, output, class_names, semantics, None, metadata,
+                                 overwrite)
+
+
+def _worker(spec_path):
+    """The subprocess side of `_export_in_subprocess` (TensorFlow backend)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError("the export worker needs KERAS_BACKEND=tensorflow")
+    from sgma_keras.evaluation import load_checkpoint
+
+    with open(spec_path) as handle:
+        spec = json.load(handle)
+    semantics = None if spec["semantics"] is None else np.load(spec["semantics"])
+    model = load_checkpoint(spec["checkpoint"])
+    output = _check_output(spec["output"], spec["overwrite"])
+    _export_here(model, output, spec["class_names"], semantics, spec["seen_rows"],
+                 spec["metadata"])
+
+
+# --------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="export.py",
+        description="Export a trained SGMA checkpoint as a TensorFlow SavedModel taking "
+                    "uint8 images and returning class scores, the predicted class and the "
+                    "part boxes.",
+    )
+    parser.add_argument("--config", help="JSON config of the run: default checkpoint, class "
+                        "names and checks (optional with --checkpoint).")
+    parser.add_argument("--checkpoint", help="SGMA .keras file (default: "
+                        "<output_dir>/checkpoints/best.keras).")
+    parser.add_argument("--output", help="SavedModel folder to write (default: "
+                        "<output_dir>/saved_model).")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value (repeatable).")
+    parser.add_argument("--semantics", help="new class semantic matrix (.npy, or a text "
+                        "file with one row per class) to score instead of the trained one.")
+    parser.add_argument("--class-names", help="text file, one class name a line (the rows of "
+                        "--semantics, or of the trained class set).")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing export folder.")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker is None and args.config is None and (
+            args.checkpoint is None or args.output is None):
+        parser.error("give --config, or both --checkpoint and --output")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        try:
+            _worker(args.worker)
+        except EvaluationError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        return 0
+
+    from sgma_keras.config import ConfigError, load_config
+
+    cfg = None
+    try:
+        if args.config is not None:
+            cfg = load_config(args.config, args.set)
+        elif args.set:
+            raise ConfigError("--set needs --config")
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    checkpoint = args.checkpoint or default_checkpoint(cfg)
+    output = args.output or default_export_dir(cfg)
+    try:
+        # Cheap checks first: output folder, checkpoint file, the new class set.
+        output = _check_output(output, args.overwrite)
+        description = describe_checkpoint(read_checkpoint_config(checkpoint))
+        semantics = None if args.semantics is None else read_semantics_file(args.semantics)
+        names = None if args.class_names is None else read_class_names_file(args.class_names)
+        check_class_set(description["semantics"].shape[1], semantics, names,
+                        description["semantics"].shape[0] if semantics is None else None,
+                        "--semantics / --class-names")
+        check_checkpoint_matches(description, cfg, None, repr(checkpoint))
+        data = None
+        if cfg is not None and semantics is None:
+            from sgma_keras.evaluation import load_data
+
+            data = load_data(cfg)
+        path = export_checkpoint(checkpoint, output, names, semantics, cfg, data, args.overwrite)
+    except Exception as error:
+        if not is_user_error(error):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"SavedModel written to {path} (signature {SIGNATURE!r}: uint8 images "
+          f"[None, {int(description['image_size'])}, {int(description['image_size'])}, 3] "
+          "-> scores, predicted_class, predicted_name, boxes).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""export.py / sgma_keras.export: SavedModel of a tiny model, checked from a fresh
+TensorFlow-only process and with saved_model_cli."""
+
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from sgma_keras import evaluation, export
+from tests.test_evaluation import IMAGE_SIZE, make_tiny_model, write_config
+
+NUM_CLASSES, SEM_DIM, NEW_CLASSES = 6, 5, 9
+BATCH_SIZES = (2, 5)
+
+# Runs in a fresh interpreter that imports TensorFlow only (not keras, not
+# sgma_keras): loads each SavedModel, feeds uint8 batches, saves the outputs.
+VERIFY = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+
+    def numpy(tensor):  # strings as str, so np.load needs no pickle
+        value = tensor.numpy()
+        return np.char.decode(value.astype(bytes), "utf-8") if value.dtype == object else value
+
+    jobs = json.loads(sys.argv[1])
+    images = np.load(jobs["images"])
+    report = {}
+    for name, path in jobs["exports"].items():
+        loaded = tf.saved_model.load(path)
+        serve = loaded.signatures["serving_default"]
+        arrays = {}
+        for n in jobs["batch_sizes"]:
+            out = serve(images=tf.constant(images[:n]))
+            for key, value in out.items():
+                arrays[f"{key}_{n}"] = numpy(value)
+        info = loaded.signatures["class_info"]()
+        arrays.update({k: numpy(v) for k, v in info.items()})
+        np.savez(f"{jobs['out']}_{name}.npz", **arrays)
+    report["sgma_keras_imported"] = "sgma_keras" in sys.modules
+    print(json.dumps(report))
+    """
+)
+
+
+def _tf_env():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Base export (programmatic) and swapped-class export (CLI), checked once."""
+    root = tmp_path_factory.mktemp("export")
+    rng = np.random.default_rng(1)
+    semantics = rng.normal(size=(NUM_CLASSES, SEM_DIM)).astype("float32")
+    model = make_tiny_model(semantics)
+    checkpoint = str(root / "model.keras")
+    model.save(checkpoint)
+    images = rng.integers(0, 256, (max(BATCH_SIZES), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    np.save(root / "images.npy", images)
+    # One Keras forward pass (the model is in inference mode: per-image results).
+    reference = model.predict_on_batch(images.astype("float32"))
+    reference = {k: keras.ops.convert_to_numpy(v) for k, v in reference.items()}
+
+    names = [f"bird {c}" for c in range(NUM_CLASSES)]
+    new_semantics = np.concatenate(
+        [semantics[[0, 2]], rng.normal(size=(NEW_CLASSES - 2, SEM_DIM))]
+    ).astype("float32")
+    np.save(root / "new.npy", new_semantics)
+    (root / "new.txt").write_text("".join(f"new {c}\n" for c in range(NEW_CLASSES)))
+
+    def export_base():  # programmatic API, from the live model
+        return export.export_model(model, str(root / "base"), class_names=names)
+
+    def export_swapped():  # command line, from the checkpoint, new class set
+        return export.main(["--checkpoint", checkpoint, "--output", str(root / "swapped"),
+                            "--semantics", str(root / "new.npy"),
+                            "--class-names", str(root / "new.txt")])
+
+    if keras.backend.backend() == "tensorflow":
+        base, code = export_base(), export_swapped()
+    else:  # each export is a TensorFlow subprocess: run both at once
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            base_job, swapped_job = pool.submit(export_base), pool.submit(export_swapped)
+            base, code = base_job.result(), swapped_job.result()
+    assert code == 0
+
+    # The fresh TF-only process and saved_model_cli run side by side.
+    jobs = {"images": str(root / "images.npy"), "batch_sizes": list(BATCH_SIZES),
+            "exports": {"base": base, "swapped": str(root / "swapped")},
+            "out": str(root / "outputs")}
+    verify = subprocess.Popen([sys.executable, "-c", VERIFY, json.dumps(jobs)], cwd=str(root),
+                              env=_tf_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
+    show = subprocess.Popen([cli, "show", "--all", "--dir", base], env=_tf_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = verify.communicate()
+    assert verify.returncode == 0, err[-3000:]
+    show_out, show_err = show.communicate()
+    assert show.returncode == 0, show_err[-3000:]
+    return {
+        "root": root,
+        "checkpoint": checkpoint,
+        "reference": reference,
+        "new_semantics": new_semantics,
+        "report": json.loads(out.strip().splitlines()[-1]),
+        "base": dict(np.load(str(root / "outputs_base.npz"))),
+        "swapped": dict(np.load(str(root / "outputs_swapped.npz"))),
+        "base_dir": base,
+        "swapped_dir": str(root / "swapped"),
+        "cli": show_out,
+    }
+
+
+def test_saved_model_matches_keras_model_for_two_batch_sizes(exported):
+    assert not exported["report"]["sgma_keras_imported"]
+    ref, out = exported["reference"], exported["base"]
+    for n in BATCH_SIZES:
+        scores = out[f"scores_{n}"]
+        assert scores.shape == (n, NUM_CLASSES) and scores.dtype == np.float32
+        np.testing.assert_allclose(scores, ref["scores"][:n], atol=1e-4, rtol=0)
+        np.testing.assert_array_equal(out[f"predicted_class_{n}"], ref["scores"][:n].argmax(-1))
+        assert out[f"predicted_class_{n}"].dtype == np.int64
+        np.testing.assert_allclose(out[f"boxes_{n}"], ref["boxes"][:n], atol=1e-4, rtol=0)
+        assert out[f"boxes_{n}"].shape == (n, 2, 3)
+        names = out[f"predicted_name_{n}"].tolist()
+        assert names == [f"bird {c}" for c in out[f"predicted_class_{n}"]]
+
+
+def test_class_names_and_semantics_travel_with_the_export(exported):
+    out = exported["base"]
+    assert out["class_names"].tolist() == [f"bird {c}" for c in range(NUM_CLASSES)]
+    assert out["semantics"].shape == (NUM_CLASSES, SEM_DIM)
+    assert out["is_seen"].tolist() == [True, True, True, False, False, False]
+    extra = os.path.join(exported["base_dir"], "assets.extra")
+    with open(os.path.join(extra, export.EXPORT_JSON)) as handle:
+        info = json.load(handle)
+    assert info["num_classes"] == NUM_CLASSES and info["image_size"] == IMAGE_SIZE
+    assert info["inputs"]["images"] == {"dtype": "uint8", "shape": [None, IMAGE_SIZE, IMAGE_SIZE, 3],
+                                        "description": "RGB pixels in [0, 255]"}
+    assert info["class_names"] == [f"bird {c}" for c in range(NUM_CLASSES)]
+    assert info["seen_classes"] == [0, 1, 2]
+    assert info["source_backend"] == keras.backend.backend()
+    np.testing.assert_array_equal(np.load(os.path.join(extra, export.SEMANTICS_FILE)),
+                                  out["semantics"])
+    with open(os.path.join(extra, export.CLASS_NAMES_FILE)) as handle:
+        assert handle.read().splitlines() == info["class_names"]
+    assert not [f for f in os.listdir(exported["root"]) if ".tmp-" in f]  # renamed into place
+
+
+def test_saved_model_cli_lists_the_signature(exported):
+    text = exported["cli"]
+    assert "signature_def['serving_default']" in text
+    assert "signature_def['class_info']" in text
+    for needed in ["inputs['images']", "dtype: DT_UINT8", f"shape: (-1, {IMAGE_SIZE}, {IMAGE_SIZE}, 3)",
+                   "outputs['scores']", "outputs['predicted_class']", "outputs['boxes']",
+                   "dtype: DT_INT64"]:
+        assert needed in text, needed
+
+
+def test_swapped_semantics_give_the_new_classes(exported):
+    out = exported["swapped"]
+    for n in BATCH_SIZES:
+        assert out[f"scores_{n}"].shape == (n, NEW_CLASSES)
+        assert out[f"predicted_class_{n}"].max() < NEW_CLASSES
+    np.testing.assert_allclose(out["semantics"], exported["new_semantics"])
+    assert out["class_names"].tolist() == [f"new {c}" for c in range(NEW_CLASSES)]
+    # Rows 0 and 1 are the training classes 0 and 2 (same vectors).
+    assert np.flatnonzero(out["is_seen"]).tolist() == [0, 1]
+    # A training class scored by the same model keeps its score.
+    ref = exported["reference"]["scores"]
+    np.testing.assert_allclose(out[f"scores_{BATCH_SIZES[-1]}"][:, :2], ref[:, [0, 2]], atol=1e-4)
+
+
+# --- bad inputs: clear errors, before any heavy work ---
+
+
+def _run_cli(args, capsys):
+    code = export.main(args)
+    return code, capsys.readouterr().err
+
+
+def test_semantics_of_wrong_width(exported, tmp_path, capsys):
+    np.save(tmp_path / "wide.npy", np.ones((4, SEM_DIM + 1), "float32"))
+    code, err = _run_cli(["--checkpoint", exported["checkpoint"], "--output", str(tmp_path / "o"),
+                          "--semantics", str(tmp_path / "wide.npy")], capsys)
+    assert code == 1
+    assert f"(4, {SEM_DIM + 1})" in err and f"{SEM_DIM}-d" in err
+    with pytest.raises(export.ExportError, match="6-d|5-d"):
+        export.check_class_set(SEM_DIM, np.ones((3, 6)))
+    assert not (tmp_path / "o").exists()
+
+
+def test_class_names_not_matching_semantics(exported, tmp_path, capsys):
+    (tmp_path / "names.txt").write_text("a\nb\n")
+    code, err = _run_cli(["--checkpoint", exported["checkpoint"], "--output", str(tmp_path / "o"),
+                          "--semantics", str(exported["root"] / "new.npy"),
+                          "--class-names", str(tmp_path / "names.txt")], capsys)
+    assert code == 1 and "2 class names" in err and f"{NEW_CLASSES} classes" in err
+
+
+def test_checkpoint_not_matching_config(exported, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(evaluation, "load_data", lambda cfg: pytest.fail("data loaded"))
+    config = write_config(tmp_path / "c.json", tmp_path / "run", input={"image_size": 64,
+                                                                       "local_size": 16})
+    code, err = _run_cli(["--config", config, "--checkpoint", exported["checkpoint"],
+                          "--output", str(tmp_path / "o")], capsys)
+    assert code == 1
+    assert exported["checkpoint"] in err and "image size" in err and "64" in err
+
+
+def test_missing_checkpoint(tmp_path, capsys):
+    code, err = _run_cli(["--checkpoint", str(tmp_path / "none.keras"),
+                          "--output", str(tmp_path / "o")], capsys)
+    assert code == 1 and "Checkpoint not found" in err
+
+
+def test_unwritable_output_folder(exported, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, err = _run_cli(["--checkpoint", exported["checkpoint"],
+                          "--output", str(blocker / "sub" / "model")], capsys)
+    assert code == 1 and "not writable" in err and str(blocker / "sub") in err
+
+
+def test_existing_export_needs_overwrite(exported, capsys):
+    code, err = _run_cli(["--checkpoint", exported["checkpoint"],
+                          "--output", exported["base_dir"]], capsys)
+    assert code == 1 and "--overwrite" in err
+
+
+def test_cli_needs_config_or_checkpoint_and_output(capsys):
+    with pytest.raises(SystemExit):
+        export.main(["--checkpoint", "x.keras"])
+    assert "--config" in capsys.readouterr().err
