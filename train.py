@@ -43,6 +43,7 @@ def main(argv=None):
     # Heavy imports only after the config is known to be good.
     from sgma_keras import training
     from sgma_keras.data.zsl_data import DataError
+    from sgma_keras.evaluation import format_results
 
     training.main_logging()
     try:
@@ -50,7 +51,7 @@ def main(argv=None):
     except (DataError, training.TrainingDiverged) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(training.format_results(results))
+    print(format_results(results))
     print(f"Run folder: {cfg['output_dir']}")
     return 0
 

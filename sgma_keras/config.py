@@ -266,6 +266,10 @@ SCHEMA: dict[str, Any] = {
             "num_unseen": Field(int, 6, min=1, doc="of which unseen (test-only) classes"),
             "num_images": Field(int, 2000, min=1, doc="images in the built-in set"),
             "image_size": Field(int, 448, min=32, doc="side of the generated images in pixels"),
+            "part_size": Field(list, [0.08, 0.12], item=float, length=2,
+                               doc="[min, max] side of the head/tail parts, share of the image "
+                                   "side (small parts are what makes localisation matter)"),
+            "jpeg_quality": Field(int, 90, min=50, max=100, doc="JPEG quality of the images"),
             "cache_dir": Field(PATH, "~/.cache/sgma_keras/builtin",
                                doc="where the generated set is cached"),
         },

@@ -187,7 +187,6 @@ class SGMA(keras.Model):
             ridge_lambda=float(ridge_lambda),
         )
         self.loss_trackers = [keras.metrics.Mean(name=name) for name in LOSS_TERMS]
-        self._training_step = False
 
     @staticmethod
     def _check_args(semantics, seen, seen_semantics, image_size, local_size, backbone,
@@ -310,7 +309,6 @@ class SGMA(keras.Model):
                 "SGMA: the class semantics were replaced by a matrix that does not hold "
                 "every training class; set them back before training or evaluating a loss."
             )
-        self._training_step = bool(training)
         w = self.loss_weights_
         terms = {
             "loss_cls": losses.embedding_softmax_loss(y, y_pred["embedding_scores"], self.seen_classes)
@@ -335,10 +333,6 @@ class SGMA(keras.Model):
         return _scale_for_replicas(total)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        # Zero-shot metrics mean nothing on training batches (only seen
-        # classes): the training logs carry the loss terms, validation both.
-        if self._training_step:
-            return {m.name: m.result() for m in [self._loss_tracker] + self.loss_trackers}
         # Compiled metrics see the fused class scores, with global labels.
         return super().compute_metrics(x, y, y_pred["scores"], sample_weight)
 

@@ -9,7 +9,8 @@
                                    best.keras (best validation ZSL), last.keras, best.json
       backup/<stage>/              BackupAndRestore state of the stage in progress
       logs/<stage>.csv             per-epoch logs; tensorboard/ for TensorBoard
-      results.json                 test ZSL / GZSL of best.keras
+      eval/                        test report of best.keras (results.json, per-class CSV,
+                                   seen-unseen curve, attention figures; see evaluate.py)
 
 Each stage is resumable (run the same command again) and skippable
 (`train.<stage>.enabled`). Model selection uses the seen-class validation
@@ -30,7 +31,7 @@ import warnings
 import keras
 import numpy as np
 
-from sgma_keras import checkpointing, evaluation_utils
+from sgma_keras import checkpointing
 from sgma_keras.config import save_resolved_config
 from sgma_keras.data import load_dataset
 from sgma_keras.data.pipeline import make_dataset
@@ -344,52 +345,13 @@ def train(cfg, verbose="auto"):
             run.mark_completed(stage)
             done = run.completed()
 
+    # Test evaluation of the model selected on validation (evaluate.py's full report).
+    from sgma_keras.evaluation import evaluate_model
+
     best_path = os.path.join(run.checkpoints, "best.keras")
-    best = keras.models.load_model(best_path) if os.path.exists(best_path) else model
-    results = evaluate_test(best, data, cfg)
-    results["checkpoint"] = best_path
-    checkpointing.write_json_atomic(os.path.join(run.root, "results.json"), results)
-    return results
-
-
-def predict_scores(model, split, cfg):
-    """Fused class scores of every image of `split`, in order."""
-    inp = cfg["input"]
-    ds = make_dataset(split, image_size=inp["image_size"], batch_size=inp["batch_size"],
-                      training=False, seed=cfg["seed"], bad_images=cfg["data"]["bad_images"],
-                      deterministic=True)  # scores in split order, to match split.labels
-    return np.asarray(model.predict(ds, verbose=0)["scores"], dtype="float32")
-
-
-def evaluate_test(model, data, cfg):
-    """ZSL top-1 and GZSL u/s/H on the test splits (all classes as candidates)."""
-    seen_scores = predict_scores(model, data.splits["test_seen"], cfg)
-    unseen_scores = predict_scores(model, data.splits["test_unseen"], cfg)
-    zsl = evaluation_utils.zsl_accuracy(unseen_scores, data.splits["test_unseen"].labels, data.unseen_classes)
-    gzsl = evaluation_utils.gzsl_accuracy(
-        np.concatenate([seen_scores, unseen_scores]),
-        np.concatenate([data.splits["test_seen"].labels, data.splits["test_unseen"].labels]),
-        data.seen_classes,
-        data.unseen_classes,
-    )
-    zsl_mean = zsl[0] if isinstance(zsl, tuple) else zsl
-    return {
-        "zsl_top1": float(zsl_mean),
-        "gzsl_u": float(gzsl["u"]),
-        "gzsl_s": float(gzsl["s"]),
-        "gzsl_h": float(gzsl["h"]),
-        "chance_zsl": 1.0 / len(data.unseen_classes),
-        "backend": keras.backend.backend(),
-    }
-
-
-def format_results(results):
-    return (
-        f"ZSL top-1 (unseen classes): {100 * results['zsl_top1']:.1f}% "
-        f"(chance {100 * results['chance_zsl']:.1f}%)\n"
-        f"GZSL: u = {100 * results['gzsl_u']:.1f}%, s = {100 * results['gzsl_s']:.1f}%, "
-        f"H = {100 * results['gzsl_h']:.1f}%"
-    )
+    best = keras.models.load_model(best_path)
+    log.info("Evaluating %s on the test splits", best_path)
+    return evaluate_model(best, data, cfg, os.path.join(run.root, "eval"), checkpoint=best_path)
 
 
 def main_logging():

@@ -60,7 +60,7 @@ def test_train_end_to_end_writes_run_folder(tmp_path, data_dir):
     cfg = load_config(os.path.join(ROOT, "configs/demo.json"), tiny_overrides(tmp_path, data_dir))
     results = training.train(cfg, verbose=0)
     run = cfg["output_dir"]
-    for name in ["config.json", "versions.json", "state.json", "results.json",
+    for name in ["config.json", "versions.json", "state.json", "eval/results.json",
                  "checkpoints/best.keras", "checkpoints/last.keras",
                  "checkpoints/warmup.weights.h5", "checkpoints/init.weights.h5",
                  "logs/warmup.csv", "logs/joint.csv"]:
