@@ -154,8 +154,9 @@ class RunFolder:
 def pipeline_augment(augment_cfg):
     """The pipeline's augmentation from the config's three knobs.
 
-    `color_jitter` scales brightness, contrast, saturation and hue together
-    (one strength is what users tune; the ratios follow the pipeline defaults).
+    `color_jitter` scales brightness, contrast and saturation together (one
+    strength is what users tune). Hue stays fixed: colour is a class attribute
+    (CUB's and the built-in dataset's).
     """
     jitter = augment_cfg["color_jitter"]
     return {
@@ -164,7 +165,7 @@ def pipeline_augment(augment_cfg):
         "brightness": jitter,
         "contrast": 1.5 * jitter,
         "saturation": 1.5 * jitter,
-        "hue": 0.2 * jitter,
+        "hue": 0.0,
     }
 
 

@@ -1,0 +1,145 @@
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sgma_keras.data import builtin
+from sgma_keras.data.builtin import make_builtin_dataset
+from sgma_keras.data.zsl_data import DataError
+from tests.data.conftest import TINY_BUILTIN
+from tests.data.helpers import assert_protocol
+
+
+def _digest(paths):
+    h = hashlib.sha1()
+    for p in paths:
+        h.update(open(p, "rb").read())
+    return h.hexdigest()
+
+
+def test_protocol_and_shapes(builtin_data):
+    data = builtin_data
+    assert_protocol(data)
+    assert data.num_classes == 8 and len(data.unseen_classes) == 2
+    assert data.semantics.shape == (8, len(builtin.ATTRIBUTE_NAMES))
+    assert data.part_names == ["head", "tail"]
+    total = sum(len(data.splits[k]) for k in ("trainval", "test_seen", "test_unseen"))
+    assert total == TINY_BUILTIN["num_images"]
+    train, val = data.splits["train"], data.splits["val"]
+    assert len(train) + len(val) == len(data.splits["trainval"])
+    assert not np.intersect1d(train.classes(), val.classes()).size
+    with Image.open(data.splits["trainval"].paths[0]) as image:
+        assert image.size == (64, 64) and image.format == "JPEG"
+
+
+def test_every_attribute_value_is_seen(builtin_data):
+    sem = builtin_data.semantics
+    assert np.all(sem[builtin_data.seen_classes].sum(axis=0) >= 1)
+    # Unseen classes are new combinations of known values.
+    for u in builtin_data.unseen_classes:
+        assert not any(np.array_equal(sem[u], sem[s]) for s in builtin_data.seen_classes)
+
+
+@pytest.mark.parametrize("num_classes,num_unseen", [(8, 2), (24, 6), (30, 8)])
+def test_class_sampling(num_classes, num_unseen):
+    attrs = builtin.sample_classes(num_classes, seed=3)
+    assert len({tuple(a) for a in attrs}) == num_classes
+    for i in range(num_classes):  # Classes differ in at least two attributes.
+        assert np.sum(attrs != attrs[i], axis=1)[np.arange(num_classes) != i].min() >= 2
+    unseen = builtin.choose_unseen(attrs, num_unseen, seed=3)
+    seen = np.setdiff1d(np.arange(num_classes), unseen)
+    assert builtin.class_semantics(attrs)[seen].sum(axis=0).min() >= 1
+
+
+def test_deterministic_by_seed(builtin_root, tmp_path):
+    again = make_builtin_dataset(str(tmp_path / "a"), **TINY_BUILTIN)
+    first = make_builtin_dataset(builtin_root, **TINY_BUILTIN)
+    for key in first.splits:
+        a, b = first.splits[key], again.splits[key]
+        assert [os.path.relpath(p, builtin_root) for p in a.paths] == [
+            os.path.relpath(p, str(tmp_path / "a")) for p in b.paths
+        ]
+        np.testing.assert_array_equal(a.part_locs, b.part_locs)
+    assert _digest(first.splits["trainval"].paths) == _digest(
+        again.splits["trainval"].paths
+    )
+    other = make_builtin_dataset(str(tmp_path / "b"), **{**TINY_BUILTIN, "seed": 1})
+    assert other.class_names != first.class_names
+
+
+def test_part_locs_inside_image_and_on_the_parts():
+    attrs = builtin.sample_classes(24, seed=0)
+    size = 128
+    for i in range(24):
+        rng = np.random.default_rng([5, i])
+        image, locs, boxes = builtin.render_image(attrs[i], rng, size)
+        pixels = np.asarray(image, np.float32)
+        assert locs.shape == (2, 2) and boxes.shape == (2, 4)
+        assert np.all((locs > 0) & (locs < 1))
+        assert np.all(boxes[:, :2] <= locs) and np.all(locs <= boxes[:, 2:])
+        for part, colour_attr in ((0, 1), (1, 4)):
+            colour = builtin.ATTRIBUTE_GROUPS[colour_attr][1][attrs[i][colour_attr]]
+            target = np.asarray(builtin.COLOURS[colour], np.float32)
+            x0, y0, x1, y1 = (boxes[part] * size).round().astype(int)
+            box = pixels[y0 : y1 + 1, x0 : x1 + 1].reshape(-1, 3)
+            near = np.linalg.norm(box - target, axis=1) < 80
+            # The part's colour fills much of its box (patterns are dark ink) ...
+            assert near.mean() > 0.1, (i, part, colour, near.mean())
+            # ... and its centre is the part's colour or its pattern's ink.
+            cx, cy = (locs[part] * size).astype(int)
+            centre = pixels[cy, cx]
+            assert min(
+                np.linalg.norm(centre - target), np.linalg.norm(centre - 25)
+            ) < 80, (i, part, centre)
+
+
+def test_part_size_is_small(builtin_data):
+    boxes = builtin_data.splits["trainval"].part_boxes
+    sides = np.maximum(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1])
+    assert 0.05 < sides.min() and sides.max() < 0.16
+
+
+def test_reuses_existing_dataset(builtin_root):
+    manifest = os.path.join(builtin_root, builtin.MANIFEST)
+    stamp = os.stat(manifest).st_mtime_ns
+    first_image = sorted(os.listdir(os.path.join(builtin_root, "images")))[0]
+    make_builtin_dataset(builtin_root, **TINY_BUILTIN)
+    assert os.stat(manifest).st_mtime_ns == stamp
+    assert first_image in os.listdir(os.path.join(builtin_root, "images"))
+
+
+def test_regenerates_on_new_params_or_partial_run(tmp_path):
+    root = str(tmp_path)
+    small = {**TINY_BUILTIN, "num_images": 32, "num_classes": 8}
+    make_builtin_dataset(root, **small)
+    data = make_builtin_dataset(root, **{**small, "image_size": 48})
+    with Image.open(data.splits["trainval"].paths[0]) as image:
+        assert image.size == (48, 48)
+    # A killed run: the marker is there, the manifest is not; nothing is reused.
+    os.remove(os.path.join(root, builtin.MANIFEST))
+    open(os.path.join(root, ".builtin_incomplete"), "w").close()
+    victim = data.splits["trainval"].paths[0]
+    with open(victim, "wb") as f:
+        f.write(b"half")
+    data = make_builtin_dataset(root, **{**small, "image_size": 48})
+    with Image.open(victim) as image:
+        image.load()
+    with open(os.path.join(root, builtin.MANIFEST)) as f:
+        assert json.load(f)["params"]["image_size"] == 48
+    assert not os.path.exists(os.path.join(root, ".builtin_incomplete"))
+
+
+def test_refuses_foreign_images_folder(tmp_path):
+    os.makedirs(tmp_path / "images")
+    with pytest.raises(DataError, match="not written by the built-in generator"):
+        make_builtin_dataset(str(tmp_path), **TINY_BUILTIN)
+
+
+def test_bad_parameters(tmp_path):
+    with pytest.raises(DataError, match="num_unseen"):
+        make_builtin_dataset(str(tmp_path), **{**TINY_BUILTIN, "num_unseen": 8})
+    with pytest.raises(DataError, match="num_images"):
+        make_builtin_dataset(str(tmp_path), **{**TINY_BUILTIN, "num_images": 10})
