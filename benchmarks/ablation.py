@@ -119,6 +119,8 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--output", default="results/ablation")
+    parser.add_argument("--report-only", action="store_true",
+                        help="summarise the runs recorded so far without training more")
     args = parser.parse_args(argv)
 
     import platform
@@ -136,10 +138,11 @@ def main(argv=None):
         with open(record_path) as handle:
             runs = json.load(handle)
     started = time.time()
-    for variant in args.variants:
-        for seed in args.seeds:
+    # Seeds outermost: an interrupted study still has every variant at some seeds.
+    for seed in args.seeds:
+        for variant in args.variants:
             done = [r for r in runs.get(variant, []) if r["seed"] == seed]
-            if done:
+            if done or args.report_only:
                 continue
             result = run_variant(args.config, variant, seed, args.output)
             result["seed"] = seed
