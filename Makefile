@@ -4,7 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BACKENDS ?= tensorflow jax torch
-PYTEST_ARGS ?= -q
+PYTEST_ARGS ?= -q -n 2
+# The slow end-to-end tests (training runs, kill and resume, two devices) run once,
+# under this backend; `make test-full` runs everything under every backend.
+SLOW_BACKEND ?= tensorflow
 BACKEND ?= tensorflow
 
 $(VENV)/.core: requirements.txt requirements-base.txt
@@ -17,13 +20,21 @@ $(VENV)/.dev: $(VENV)/.core requirements-dev.txt requirements-jax.txt requiremen
 	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt
 	touch $@
 
-.PHONY: demo test install
+.PHONY: demo test test-full install
 install: $(VENV)/.dev
 
 demo: $(VENV)/.core
 	KERAS_BACKEND=$(BACKEND) $(VENV)/bin/python train.py --config configs/demo.json
 
 test: $(VENV)/.dev
+	@set -e; for backend in $(BACKENDS); do \
+		echo "=== KERAS_BACKEND=$$backend"; \
+		KERAS_BACKEND=$$backend $(VENV)/bin/python -m pytest tests -m "not slow" $(PYTEST_ARGS); \
+	done; \
+	echo "=== KERAS_BACKEND=$(SLOW_BACKEND), slow tests"; \
+	KERAS_BACKEND=$(SLOW_BACKEND) $(VENV)/bin/python -m pytest tests -m slow $(PYTEST_ARGS)
+
+test-full: $(VENV)/.dev
 	@set -e; for backend in $(BACKENDS); do \
 		echo "=== KERAS_BACKEND=$$backend"; \
 		KERAS_BACKEND=$$backend $(VENV)/bin/python -m pytest tests $(PYTEST_ARGS); \

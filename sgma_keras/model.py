@@ -166,6 +166,10 @@ class SGMA(keras.Model):
         )
         if seen_semantics is None:
             seen_semantics = semantics[seen]
+        # Kept on the model too: without the class-center branch, it is what
+        # lets `set_class_semantics` and reloading work after a swap that drops
+        # training classes (`seen_classes` is then None).
+        self.seen_semantics = as_semantic_matrix(seen_semantics, owner="SGMA (seen_semantics)")
         self.center_head = (
             ClassCenterHead(seen_semantics, semantics, latent_dim, ridge_lambda, name="class_center")
             if self.center_enabled
@@ -362,11 +366,7 @@ class SGMA(keras.Model):
                 equal to a training class's vector are that class.
         """
         semantics = as_semantic_matrix(semantics, self.embedding.semantic_dim, owner="SGMA")
-        seen_semantics = (
-            self.center_head.seen_semantics
-            if self.center_head is not None
-            else self.semantics[self.seen_classes]
-        )
+        seen_semantics = self.seen_semantics
         if seen_rows is None:
             seen_rows = match_rows(seen_semantics, semantics)
         seen_rows = np.asarray(seen_rows, dtype="int64")
@@ -426,9 +426,7 @@ class SGMA(keras.Model):
         config.update(
             semantics=self.semantics.tolist(),
             seen_classes=None if self.seen_classes is None else self.seen_classes.tolist(),
-            seen_semantics=None
-            if self.center_head is None
-            else self.center_head.seen_semantics.tolist(),
+            seen_semantics=self.seen_semantics.tolist(),
             image_size=self.image_size,
             local_size=self.local_size,
             backbone=self.backbone_name,

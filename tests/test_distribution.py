@@ -24,6 +24,7 @@ def run_worker(devices):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(BACKEND == "torch", reason="data parallel runs on JAX and TensorFlow")
 def test_two_devices_match_one_device():
     single = run_worker(1)

@@ -1,0 +1,419 @@
+"""The SGMA layers: values against NumPy, the boxcar crop, gradients, init, configs."""
+
+import keras
+import numpy as np
+import pytest
+
+from sgma_keras.layers import (
+    ClassCenterHead,
+    ImagePreprocessing,
+    MultiAttention,
+    PartCropper,
+    SemanticEmbedding,
+)
+from sgma_keras.layers.class_center import ridge_transfer
+from sgma_keras.layers.part_cropper import bilinear_sample
+from tests.helpers import _seed, gradients, numpy  # noqa: F401 (_seed: a cheaper session reset)
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# -- NumPy references ------------------------------------------------------------------
+
+
+def np_bilinear(image, y, x):
+    """Bilinear sample of one (H, W, C) image at float pixel coords; zeros outside."""
+    height, width, _ = image.shape
+    y0, x0 = np.floor(y).astype(int), np.floor(x).astype(int)
+    out = np.zeros(y.shape + image.shape[-1:])
+    for dy in (0, 1):
+        for dx in (0, 1):
+            yc, xc = y0 + dy, x0 + dx
+            weight = (1 - np.abs(y - yc)) * (1 - np.abs(x - xc))
+            inside = (yc >= 0) & (yc < height) & (xc >= 0) & (xc < width)
+            values = image[np.clip(yc, 0, height - 1), np.clip(xc, 0, width - 1)]
+            out += (weight * inside)[..., None] * values
+    return out
+
+
+def np_crop(images, boxes, size, k):
+    """The spec's boxcar crop: x * V sampled on a size x size grid spanning each box."""
+    batch, height, width, channels = images.shape
+    parts = boxes.shape[1]
+    steps = (np.arange(size) + 0.5) / size - 0.5
+    out = np.zeros((batch, parts, size, size, channels))
+    for b in range(batch):
+        for p in range(parts):
+            t_x, t_y, t_s = boxes[b, p].astype("float64")
+            px = (t_x + steps * t_s) * width
+            py = (t_y + steps * t_s) * height
+            vx = sigmoid(k * (px - (t_x - t_s / 2) * width)) - sigmoid(
+                k * (px - (t_x + t_s / 2) * width)
+            )
+            vy = sigmoid(k * (py - (t_y - t_s / 2) * height)) - sigmoid(
+                k * (py - (t_y + t_s / 2) * height)
+            )
+            grid_y, grid_x = np.meshgrid(py - 0.5, px - 0.5, indexing="ij")
+            sampled = np_bilinear(images[b].astype("float64"), grid_y, grid_x)
+            out[b, p] = sampled * (vy[:, None] * vx[None, :])[..., None]
+    return out
+
+
+def smooth_images(batch=2, size=32, seed=0):
+    """Smooth random images in [0, 255] (non-zero spatial gradient everywhere)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    images = np.zeros((batch, size, size, 3))
+    for b in range(batch):
+        for c in range(3):
+            fy, fx, phase = rng.uniform(0.1, 0.4, 2).tolist() + [rng.uniform(0, 6)]
+            images[b, :, :, c] = 127.5 + 100 * np.sin(fy * yy + phase) * np.cos(fx * xx)
+    return images.astype("float32")
+
+
+# -- bilinear sampling and the boxcar crop ---------------------------------------------
+
+
+def test_bilinear_sample_matches_numpy():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (2, 5, 6, 3)).astype("float32")
+    # Inside, on pixel centres, between them and outside (reads zeros).
+    y = rng.uniform(-1.5, 5.5, (2, 7, 4)).astype("float32")
+    x = rng.uniform(-1.5, 6.5, (2, 7, 4)).astype("float32")
+    y[0, 0, :2], x[0, 0, :2] = [2.0, 4.0], [3.0, 0.0]
+    got = numpy(bilinear_sample(images, y, x))
+    expected = np.stack([np_bilinear(images[b], y[b], x[b]) for b in range(2)])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(got[0, 0, 0], images[0, 2, 3], rtol=1e-6)  # a pixel centre
+    assert np.all(got[(y < -1) | (y > 5) | (x < -1) | (x > 6)] == 0.0)
+
+
+def test_crop_matches_numpy_boxcar_reference():
+    images = smooth_images()
+    boxes = np.array(
+        [[[0.41, 0.37, 0.33], [0.8, 0.15, 0.5]], [[0.52, 0.61, 0.27], [0.3, 0.7, 0.45]]],
+        "float32",
+    )
+    cropper = PartCropper(num_parts=2, output_size=8, steepness=2.0)
+    got = numpy(cropper.crop(images, boxes))
+    assert got.shape == (2, 2, 8, 8, 3)
+    # Tolerance: float32 coordinates of a 32 px image, values up to 255.
+    np.testing.assert_allclose(got, np_crop(images, boxes, 8, 2.0), rtol=1e-4, atol=2e-3)
+
+
+def test_steep_boxcar_crop_equals_hard_crop_and_resize():
+    """k = 1000: the boxcar mask is 1 at every sample point, so the zoomed part is
+    the hard crop resized. The boxes' edges lie on pixel boundaries and their side
+    (16 px) is exactly twice the output size (8 px), so each output pixel is the
+    mean of a 2x2 block of the crop (bilinear at half-pixel centres). Tolerance:
+    1e-3 absolute on pixel values in [0, 255] (float32 rounding only)."""
+    images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    # (t_x, t_y, t_s) relative: centre 16 px, side 16 px -> pixels 8..23; and
+    # centre (8, 24) px -> columns 0..15, rows 16..31 (touching the image border).
+    boxes = np.array([[[0.5, 0.5, 0.5], [0.25, 0.75, 0.5]]] * 2, "float32")
+    got = numpy(PartCropper(num_parts=2, output_size=8, steepness=1000.0).crop(images, boxes))
+
+    hard = np.stack([images[:, 8:24, 8:24], images[:, 16:32, 0:16]], axis=1)  # (B, K, 16, 16, 3)
+    block_mean = hard.reshape(2, 2, 8, 2, 8, 2, 3).mean(axis=(3, 5))
+    np.testing.assert_allclose(got, block_mean, rtol=0, atol=1e-3)
+
+    resized = numpy(
+        keras.ops.image.resize(
+            hard.reshape(4, 16, 16, 3), (8, 8), interpolation="bilinear", antialias=False
+        )
+    ).reshape(2, 2, 8, 8, 3)
+    np.testing.assert_allclose(got, resized, rtol=0, atol=1e-3)
+
+    # The paper's k = 10 softens the box edge: the outer ring of samples (one
+    # input pixel inside the edge) is scaled by sigmoid(10) - sigmoid(-150).
+    soft = numpy(PartCropper(num_parts=2, output_size=8, steepness=10.0).crop(images, boxes))
+    ring = sigmoid(10.0)
+    np.testing.assert_allclose(soft[:, :, 0, 3], block_mean[:, :, 0, 3] * ring, atol=1e-3)
+    np.testing.assert_allclose(soft[:, :, 3, 3], block_mean[:, :, 3, 3], atol=1e-3)
+
+
+def test_crop_gradients_wrt_boxes_are_finite_nonzero_and_match_finite_differences():
+    images = smooth_images()
+    start = np.array(
+        [[[0.4137, 0.3791, 0.3312], [0.6213, 0.5487, 0.4931]],
+         [[0.5229, 0.6143, 0.2717], [0.3071, 0.6959, 0.4537]]],
+        "float32",
+    )
+    # Bilinear sampling has kinks where a sample point crosses a pixel centre;
+    # these boxes keep every sample point > 0.005 px away from one, so the
+    # finite differences below (steps of ~3e-4 px) see a smooth function.
+    steps = (np.arange(8) + 0.5) / 8 - 0.5
+    coords = np.concatenate(
+        [(start[..., i : i + 1] + steps * start[..., 2:3]) * 32 - 0.5 for i in (0, 1)]
+    )
+    assert np.abs(coords - np.round(coords)).min() > 5e-3
+    weights = np.random.default_rng(2).normal(size=(2, 2, 8, 8, 3)).astype("float32")
+    cropper = PartCropper(num_parts=2, output_size=8, steepness=10.0)
+    boxes = keras.Variable(start, name="boxes")
+
+    def objective():  # a fixed linear read-out of the part images
+        return keras.ops.sum(keras.ops.multiply(cropper.crop(images, boxes), weights))
+
+    value, (grad,) = gradients(objective, [boxes])
+    assert grad.shape == (2, 2, 3)
+    assert np.all(np.isfinite(grad))
+    assert np.all(np.abs(grad) > 1e-2), grad  # every t_x, t_y, t_s of every box
+
+    def reference(b):
+        return float(np.sum(np_crop(images, b, 8, 10.0) * weights))
+
+    assert value == pytest.approx(reference(start), rel=1e-4)
+    numeric = np.zeros_like(grad)
+    eps = 1e-5
+    for index in np.ndindex(*start.shape):
+        plus, minus = start.astype("float64"), start.astype("float64")
+        plus[index] += eps
+        minus[index] -= eps
+        numeric[index] = (reference(plus) - reference(minus)) / (2 * eps)
+    np.testing.assert_allclose(grad, numeric, rtol=2e-3, atol=1e-2 * np.abs(numeric).max())
+
+
+# -- PartCropper -----------------------------------------------------------------------
+
+
+def test_first_boxes_sit_on_the_attention_peaks():
+    maps = np.zeros((2, 4, 4, 2), "float32")
+    maps[0, 1, 2, 0] = maps[0, 3, 0, 1] = 1.0
+    maps[1, 0, 0, 0] = maps[1, 2, 3, 1] = 1.0
+    images = smooth_images()
+    cropper = PartCropper(num_parts=2, output_size=16, hidden_units=8, min_side=0.2, max_side=0.6)
+    parts, boxes = cropper([images, maps])
+    boxes = numpy(boxes)
+    # Cell (row, col) has its centre at ((col + 0.5) / 4, (row + 0.5) / 4).
+    expected_xy = np.array([[[2.5, 1.5], [0.5, 3.5]], [[0.5, 0.5], [3.5, 2.5]]]) / 4
+    np.testing.assert_allclose(boxes[..., :2], expected_xy, atol=1e-4)
+    np.testing.assert_allclose(boxes[..., 2], 0.4, atol=1e-6)  # midway: sigmoid(0)
+    assert tuple(parts.shape) == (2, 2, 16, 16, 3)
+    np.testing.assert_allclose(numpy(parts), numpy(cropper.crop(images, boxes)), atol=1e-4)
+
+
+def test_random_boxes_lie_inside_the_image():
+    cropper = PartCropper(num_parts=3, output_size=8, min_side=0.25, max_side=0.6,
+                          box_source="random", seed=3)
+    boxes = numpy(cropper.random_boxes(64))
+    t_x, t_y, t_s = boxes[..., 0], boxes[..., 1], boxes[..., 2]
+    assert np.all((t_s >= 0.25) & (t_s <= 0.6))
+    for t in (t_x, t_y):
+        assert np.all(t - t_s / 2 >= -1e-6) and np.all(t + t_s / 2 <= 1 + 1e-6)
+    assert t_s.std() > 0.05  # actually random
+
+
+def test_part_cropper_rejects_an_image_smaller_than_the_crop():
+    cropper = PartCropper(num_parts=2, output_size=16)
+    with pytest.raises(ValueError, match=r"smaller than the part crop size 16"):
+        cropper([np.zeros((1, 8, 8, 3), "float32"), np.zeros((1, 2, 2, 2), "float32")])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(num_parts=0), r"`num_parts` must be >= 1, got 0"),
+        (dict(min_side=0.7, max_side=0.6), r"expected 0 < min_side <= max_side <= 1"),
+        (dict(box_source="grid"), r"`box_source` must be 'attention' or 'random'"),
+        (dict(steepness=0.0), r"`steepness` and `peak_temperature` must be > 0"),
+    ],
+)
+def test_part_cropper_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PartCropper(**kwargs)
+
+
+# -- MultiAttention --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_multi_attention_matches_numpy(normalize):
+    rng = np.random.default_rng(4)
+    features = rng.uniform(0, 1, (2, 4, 4, 16)).astype("float32")
+    layer = MultiAttention(num_parts=2, reduction=4, normalize=normalize)
+    maps = numpy(layer(features))
+    w1, b1, w2, b2, bias = [numpy(w).astype("float64") for w in
+                            (layer.w1, layer.b1, layer.w2, layer.b2, layer.map_bias)]
+    p = features.astype("float64").mean(axis=(1, 2))
+    expected = np.zeros((2, 4, 4, 2))
+    for k in range(2):
+        a = sigmoid(np.maximum(p @ w1[k] + b1[k], 0) @ w2[k] + b2[k])  # (B, C)
+        logits = np.einsum("bhwc,bc->bhw", features, a)
+        if normalize:
+            logits = logits / a.sum(-1)[:, None, None]
+        expected[..., k] = sigmoid(logits + bias[k])
+    np.testing.assert_allclose(maps, expected, rtol=1e-5, atol=1e-6)
+    assert maps.shape == (2, 4, 4, 2)
+
+
+def test_multi_attention_rejects_no_parts():
+    with pytest.raises(ValueError, match=r"`num_parts` must be an int >= 1, got 0"):
+        MultiAttention(num_parts=0)
+
+
+def two_region_features(n=6, size=8, channels=8, seed=5):
+    """Channels 0..C/2-1 peak in the top-left quarter, the rest bottom-right."""
+    rng = np.random.default_rng(seed)
+    features = rng.uniform(0, 0.1, (n, size, size, channels)).astype("float32")
+    half = size // 2
+    for i in range(n):
+        for c in range(channels):
+            row, col = rng.integers(0, half - 1, 2) + (0 if c < channels // 2 else half)
+            features[i, row, col, c] = rng.uniform(1.0, 2.0)
+    return features
+
+
+def test_fit_channel_groups_and_prefit():
+    features = two_region_features()
+    layer = MultiAttention(num_parts=2, reduction=2)
+    layer.build(features.shape)
+    groups = layer.fit_channel_groups(features, seed=0)
+    assert groups.shape == (8,)
+    assert len(set(groups[:4])) == 1 and len(set(groups[4:])) == 1
+    assert groups[0] != groups[4]
+
+    layer.prefit(features, groups)
+    weights = numpy(layer.channel_weights(features))  # (N, K, C)
+    indicator = (groups[None, :] == np.arange(2)[:, None]).astype("float32")  # (K, C)
+    # target logits +/-3 -> sigmoid 0.953 / 0.047
+    np.testing.assert_allclose(weights, np.broadcast_to(indicator, weights.shape), atol=0.06)
+    # Each map then follows its own group's channels: part g peaks in group g's region.
+    maps = numpy(layer(features))
+    top_left = maps[:, :4, :4].mean(axis=(1, 2))  # (N, K)
+    bottom_right = maps[:, 4:, 4:].mean(axis=(1, 2))
+    tl_part = groups[0]
+    assert np.all(top_left[:, tl_part] > top_left[:, 1 - tl_part])
+    assert np.all(bottom_right[:, 1 - tl_part] > bottom_right[:, tl_part])
+
+    with pytest.raises(ValueError, match=r"`groups` must have shape \(8,\)"):
+        layer.prefit(features, groups[:5])
+
+
+# -- SemanticEmbedding and ClassCenterHead ---------------------------------------------
+
+
+def test_semantic_embedding_matches_numpy_and_swaps_semantics():
+    rng = np.random.default_rng(6)
+    phi = rng.normal(size=(5, 4)).astype("float32")
+    theta = rng.normal(size=(3, 2, 6)).astype("float32")
+    layer = SemanticEmbedding(phi)
+    scores = numpy(layer(theta))
+    w = numpy(layer.kernel)
+    expected = np.einsum("bnc,cd,jd->bj", theta, w, phi)  # sum over branches
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
+
+    new_phi = rng.normal(size=(2, 4)).astype("float32")
+    layer.set_semantics(new_phi)
+    np.testing.assert_allclose(
+        numpy(layer(theta)), np.einsum("bnc,cd,jd->bj", theta, w, new_phi), rtol=1e-5, atol=1e-5
+    )
+    with pytest.raises(ValueError, match=r"has width 3, but the model was built for .* width 4"):
+        layer.set_semantics(np.ones((5, 3), "float32"))
+    with pytest.raises(ValueError, match=r"must have shape \(num_classes, dim\)"):
+        SemanticEmbedding(np.ones(4, "float32"))
+
+
+def test_semantic_embedding_normalized():
+    rng = np.random.default_rng(7)
+    phi = rng.normal(size=(5, 4)).astype("float32")
+    theta = rng.normal(size=(3, 2, 6)).astype("float32")
+    layer = SemanticEmbedding(phi, normalize=True, scale=10.0)
+    scores = numpy(layer(theta))
+    w = numpy(layer.kernel)
+    unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)  # noqa: E731
+    expected = 10.0 * np.einsum("bnc,cd,jd->bj", unit(theta), w, unit(phi))
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
+    assert layer.scale.trainable
+
+
+def test_ridge_transfer_closed_form_and_one_hot_seen_rows():
+    rng = np.random.default_rng(8)
+    phi = rng.normal(size=(6, 5))
+    seen = phi[[0, 2, 3, 5]]
+    transfer = ridge_transfer(seen, phi, ridge_lambda=0.5)
+    for row, cls in enumerate([0, 2, 3, 5]):
+        np.testing.assert_array_equal(transfer[cls], np.eye(4)[row])
+    for cls in (1, 4):  # unseen: argmin ||phi_u - Phi_s b||^2 + 0.5 ||b||^2
+        phi_s = seen.T  # seen vectors as columns
+        beta = np.linalg.solve(phi_s.T @ phi_s + 0.5 * np.eye(4), phi_s.T @ phi[cls])
+        np.testing.assert_allclose(transfer[cls], beta, rtol=1e-4, atol=1e-5)
+        gradient = -2 * phi_s.T @ (phi[cls] - phi_s @ beta) + 2 * 0.5 * beta
+        np.testing.assert_allclose(gradient, 0.0, atol=1e-9)
+
+
+def test_class_center_head_scores():
+    rng = np.random.default_rng(9)
+    phi = rng.normal(size=(6, 5)).astype("float32")
+    head = ClassCenterHead(phi[[0, 2, 3, 5]], phi, latent_dim=4, ridge_lambda=1.0)
+    features = rng.normal(size=(3, 10)).astype("float32")
+    u_hat, scores = (numpy(t) for t in head(features))
+    unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)  # noqa: E731
+    u = unit(features @ numpy(head.projection) + numpy(head.projection_bias))
+    centers = unit(ridge_transfer(phi[[0, 2, 3, 5]], phi, 1.0) @ unit(numpy(head.centers)))
+    np.testing.assert_allclose(u_hat, u, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scores, u @ centers.T, rtol=1e-5, atol=1e-5)
+    # Seen columns use the learned centres themselves.
+    np.testing.assert_allclose(scores[:, 2], u @ unit(numpy(head.centers))[1], atol=1e-5)
+    with pytest.raises(ValueError, match=r"has width 3, but the model was built for .* width 5"):
+        head.set_semantics(np.ones((2, 3), "float32"))
+
+
+def test_image_preprocessing_modes():
+    pixels = np.array([[[[255.0, 0.0, 127.5]]]], "float32")
+    np.testing.assert_allclose(numpy(ImagePreprocessing("unit")(pixels)), [[[[1.0, -1.0, 0.0]]]])
+    np.testing.assert_allclose(  # RGB -> BGR, ImageNet mean subtracted
+        numpy(ImagePreprocessing("caffe")(pixels)),
+        [[[[127.5 - 103.939, 0.0 - 116.779, 255.0 - 123.68]]]],
+        rtol=1e-6,
+    )
+    with pytest.raises(ValueError, match="mode must be 'caffe' or 'unit'"):
+        ImagePreprocessing("torch")
+
+
+# -- configs ---------------------------------------------------------------------------
+
+
+def _layer_cases():
+    rng = np.random.default_rng(10)
+    phi = rng.normal(size=(6, 5)).astype("float32")
+    images = smooth_images()
+    maps = rng.uniform(0, 1, (2, 4, 4, 2)).astype("float32")
+    return [
+        ("multi_attention", lambda: MultiAttention(2, reduction=4, normalize=False),
+         rng.uniform(0, 1, (2, 4, 4, 16)).astype("float32")),
+        ("part_cropper", lambda: PartCropper(2, output_size=8, hidden_units=6, min_side=0.3,
+                                             max_side=0.5, steepness=5.0, peak_temperature=0.1),
+         [images, maps]),
+        ("semantic_embedding", lambda: SemanticEmbedding(phi, normalize=True, scale=5.0,
+                                                         learn_scale=False),
+         rng.normal(size=(2, 3, 7)).astype("float32")),
+        ("class_center", lambda: ClassCenterHead(phi[[0, 2, 3, 5]], phi[[1, 4, 0]],
+                                                 latent_dim=4, ridge_lambda=0.3),
+         rng.normal(size=(2, 7)).astype("float32")),
+        ("image_preprocessing", lambda: ImagePreprocessing("caffe"), images),
+    ]
+
+
+@pytest.mark.parametrize("index", range(5), ids=[c[0] for c in _layer_cases()])
+def test_layer_get_config_from_config(index):
+    _, make, inputs = _layer_cases()[index]
+    layer = make()
+    outputs = layer(inputs)
+    config = layer.get_config()
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+    clone(inputs)  # build
+    # Random weights: copy them, then every output must match.
+    rng = np.random.default_rng(11)
+    for weight in layer.weights:
+        if weight.trainable and len(weight.shape) > 0:
+            weight.assign(rng.normal(0, 0.3, weight.shape).astype(weight.dtype))
+    clone.set_weights(layer.get_weights())
+    for a, b in zip(keras.tree.flatten(layer(inputs)), keras.tree.flatten(clone(inputs))):
+        np.testing.assert_allclose(numpy(a), numpy(b), rtol=1e-6, atol=1e-5)
+    assert len(keras.tree.flatten(outputs)) == len(keras.tree.flatten(clone(inputs)))
+    # And through Keras' own (de)serialisation of a registered class.
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(restored) is type(layer) and restored.get_config() == config

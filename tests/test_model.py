@@ -1,0 +1,258 @@
+"""The SGMA model: it learns, gradients reach the attention and the boxes, it compiles
+under XLA and mixed precision, it rejects bad arguments and swaps class semantics."""
+
+import keras
+import numpy as np
+import pytest
+
+from sgma_keras.backbones import make_backbone
+from sgma_keras.model import SGMA
+from tests import helpers as H
+from tests.helpers import _seed, gradients, numpy, tiny_sgma  # noqa: F401 (_seed: cheaper reset)
+
+
+def seen_predictions(scores):
+    """Argmax over the seen columns of (B, num_classes) scores, as global class ids."""
+    return np.asarray(H.SEEN)[numpy(scores)[:, list(H.SEEN)].argmax(axis=1)]
+
+
+def assert_finite_history(history, steps):
+    for name in ("loss", "loss_cls", "loss_cct", "loss_cpt", "loss_div"):
+        values = history.history[name]
+        assert len(values) == steps and np.all(np.isfinite(values)), (name, values)
+
+
+# -- learning --------------------------------------------------------------------------
+
+
+def test_overfits_one_batch():
+    """50 full-batch Adam steps on 8 easy images of 4 seen classes (out of 6).
+
+    Compiled with `jit_compile=True` on TensorFlow (XLA) and JAX, so this is also
+    the XLA training test; PyTorch trains with the default (eager) settings.
+    """
+    x, y = H.easy_batch()
+    model = tiny_sgma()
+    jit = H.BACKEND in ("tensorflow", "jax")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=jit if jit else "auto")
+    assert model.jit_compile is jit  # torch: "auto" resolves to eager training
+    history = model.fit(x, y, batch_size=len(x), epochs=50, shuffle=False, verbose=0)
+    assert_finite_history(history, 50)
+    loss_cls = history.history["loss_cls"]
+    assert loss_cls[-1] <= 0.5 * loss_cls[0], loss_cls
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    outputs = model(x)  # inference mode: batch-norm moving statistics
+    np.testing.assert_array_equal(seen_predictions(outputs["scores"]), y)
+    np.testing.assert_array_equal(seen_predictions(outputs["embedding_scores"]), y)
+
+
+def test_total_loss_gradients_reach_attention_layers_and_boxes():
+    """d(total loss) w.r.t. MultiAttention's w1/w2 and the box offsets of f_CNet.
+
+    `cnet_b2` is added to the (t_x, t_y, t_s) logits of every box, so its gradient
+    is the gradient of the loss with respect to each box coordinate (through the
+    sigmoid), summed over the batch.
+    """
+    x, y = H.easy_batch()
+    model = tiny_sgma()
+    attention, cropper = model.multi_attention, model.cropper
+    variables = [attention.w1, attention.w2, cropper.cnet_b2]
+
+    def total_loss():
+        return model.compute_loss(x, y, model(x, training=True), training=True)
+
+    loss, grads = gradients(total_loss, variables)
+    assert np.isfinite(loss) and loss > 0
+    for variable, grad in zip(variables, grads):
+        assert grad is not None and grad.shape == tuple(variable.shape), variable.path
+        assert np.all(np.isfinite(grad)), variable.path
+    w1, w2, box = grads
+    for part in range(2):
+        assert np.abs(w1[part]).max() > 1e-6 and np.abs(w2[part]).max() > 1e-6
+        assert np.all(np.abs(box[part]) > 1e-7), box  # t_x, t_y and t_s of each part
+
+
+# -- compilation and precision ---------------------------------------------------------
+
+
+@pytest.fixture
+def policy():
+    """Sets a global dtype policy for one test, and always restores float32."""
+    try:
+        yield keras.mixed_precision.set_global_policy
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("name", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_trains(policy, name):
+    policy(name)
+    x, y = H.easy_batch()
+    model = tiny_sgma()
+    compute = name.split("_")[1]
+    assert model.global_backbone.layers[2].compute_dtype == compute  # the first conv
+    assert model.cropper.compute_dtype == "float32"  # boxes stay float32
+    assert all(w.dtype == "float32" for w in model.trainable_weights)
+    model.compile(optimizer=keras.optimizers.SGD(0.05))  # SGD: a third of Adam's trace time
+    history = model.fit(x, y, batch_size=len(x), epochs=3, shuffle=False, verbose=0)
+    assert_finite_history(history, 3)
+    assert model.embedding.compute_dtype == compute and model.compute_dtype == compute
+    # predict(): one compiled forward pass (eager JAX would compile every op anew
+    # for the new dtypes).
+    outputs = model.predict(x, batch_size=len(x), verbose=0)
+    for name in ("scores", "boxes", "attention_maps"):
+        assert np.all(np.isfinite(np.asarray(outputs[name], "float32"))), name
+    np.testing.assert_array_equal(seen_predictions(outputs["scores"]).shape, (8,))
+
+
+@pytest.mark.parametrize("part_mode", ["random", "none"])
+def test_other_part_modes_train(part_mode):
+    """Random boxes (with one shared part backbone) and the global branch alone."""
+    x, y = H.easy_batch()
+    model = tiny_sgma(part_mode=part_mode, share_part_backbones=True)
+    assert model.multi_attention is None
+    before = [numpy(w).copy() for w in model.trainable_weights]
+    model.compile(optimizer=keras.optimizers.SGD(0.05))  # SGD: a third of Adam's trace time
+    history = model.fit(x, y, batch_size=len(x), epochs=2, shuffle=False, verbose=0)
+    for name in ("loss", "loss_cls", "loss_cct"):
+        assert np.all(np.isfinite(history.history[name])), name
+    changed = [not np.allclose(a, numpy(w)) for a, w in zip(before, model.trainable_weights)]
+    assert sum(changed) > len(changed) // 2
+    outputs = model(x)
+    assert "attention_maps" not in outputs
+    if part_mode == "none":
+        assert model.cropper is None and model.part_backbones == [] and "boxes" not in outputs
+        assert model.num_branches == 1
+    else:
+        boxes = numpy(outputs["boxes"])
+        assert boxes.shape == (8, 2, 3)
+        assert np.all(boxes[..., 0] - boxes[..., 2] / 2 >= -1e-6)
+        assert np.all(boxes[..., 0] + boxes[..., 2] / 2 <= 1 + 1e-6)
+        assert np.std(boxes[..., 2]) > 0.01  # random, not fixed boxes
+
+
+def test_share_part_backbones_builds_one_part_backbone():
+    shared = tiny_sgma(share_part_backbones=True)
+    separate = tiny_sgma()
+    assert len(shared.part_backbones) == 1
+    assert shared.part_backbone(0) is shared.part_backbone(1)
+    assert len(separate.part_backbones) == 2
+    assert separate.part_backbone(0) is not separate.part_backbone(1)
+    per_backbone = len(shared.global_backbone.weights)
+    assert len(separate.weights) - len(shared.weights) == per_backbone
+    # The shared backbone serves both parts: both branches carry features.
+    outputs = shared(H.easy_batch()[0])
+    assert outputs["scores"].shape == (8, 6)
+
+
+# -- construction errors ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (dict(num_parts=0), r"`num_parts` \(K\) must be an int >= 1, got 0"),
+        (dict(backbone="vgg20"), r"unknown backbone 'vgg20'; expected one of vgg19, .*tiny"),
+        (dict(image_size=16, local_size=32),
+         r"image \(16 px\) is smaller than the part crop \(32 px\); expected image_size >= "),
+        (dict(seen_classes=[0, 2, 6]), r"`seen_classes` must be .* class ids in \[0, 6\)"),
+        (dict(seen_classes=[-1, 2]), r"`seen_classes` must be .* class ids in \[0, 6\)"),
+        (dict(seen_classes=[]), r"`seen_classes` must be a non-empty list"),
+        (dict(part_mode="grid"), r"`part_mode` must be one of"),
+    ],
+)
+def test_bad_construction_arguments(overrides, match):
+    args = dict(semantics=H.class_semantics(), seen_classes=list(H.SEEN), backbone="tiny",
+                weights=None, image_size=32, local_size=16)
+    args.update(overrides)
+    with pytest.raises(ValueError, match=match):
+        SGMA(**args)
+
+
+def test_bad_backbone_weights_and_semantics_width():
+    with pytest.raises(ValueError, match=r"Unknown backbone 'resnet18'; expected one of vgg19"):
+        make_backbone("resnet18", 32)
+    with pytest.raises(ValueError, match=r"no ImageNet weights; use weights=None"):
+        SGMA(H.class_semantics(), list(H.SEEN), backbone="tiny", weights="imagenet",
+             image_size=32, local_size=16)
+    model = tiny_sgma(part_mode="none")
+    with pytest.raises(ValueError, match=r"has width 5, but the model was built for .* width 8"):
+        model.set_class_semantics(np.ones((3, 5), "float32"))
+    with pytest.raises(ValueError, match=r"`seen_rows` must have one entry per class \(3\)"):
+        model.set_class_semantics(np.ones((3, 8), "float32"), seen_rows=[0, -1])
+
+
+# -- class semantics -------------------------------------------------------------------
+
+
+def test_set_class_semantics_without_retraining():
+    x, y = H.easy_batch()
+    model = tiny_sgma()
+    phi = H.class_semantics()
+    # Centres far from their initial values, so the transfer weights matter.
+    model.center_head.centers.assign(np.random.default_rng(1).normal(size=(4, 8)))
+    full = {k: numpy(v) for k, v in model(x).items()}
+    loss = float(numpy(model.compute_loss(x, y, model(x), training=False)))
+
+    # Unseen classes only: 2 scores, equal to the unseen columns of the full model.
+    model.set_class_semantics(phi[list(H.UNSEEN)])
+    unseen = {k: numpy(v) for k, v in model(x).items()}
+    assert unseen["scores"].shape == (8, 2)
+    for key in ("scores", "embedding_scores", "center_scores"):
+        np.testing.assert_allclose(unseen[key], full[key][:, list(H.UNSEEN)], atol=1e-5)
+    with pytest.raises(ValueError, match="does not hold every training class"):
+        model.compute_loss(x, y, model(x), training=False)
+
+    # Seen and unseen in another order: the same scores, permuted; seen centres
+    # are the learned ones (one-hot transfer rows); the loss follows the new ids.
+    order = [4, 3, 0, 5, 1, 2]
+    model.set_class_semantics(phi[order])
+    permuted = {k: numpy(v) for k, v in model(x).items()}
+    for key in ("scores", "embedding_scores", "center_scores"):
+        np.testing.assert_allclose(permuted[key], full[key][:, order], atol=1e-5)
+    transfer = model.center_head.transfer
+    for row, cls in enumerate(order):
+        if cls in H.SEEN:
+            np.testing.assert_array_equal(transfer[row], np.eye(4)[H.SEEN.index(cls)])
+    centers = numpy(model.center_head.normalized_centers())
+    latent = permuted["latent"]
+    for row, cls in enumerate(order):
+        if cls in H.SEEN:
+            np.testing.assert_allclose(
+                permuted["center_scores"][:, row], latent @ centers[H.SEEN.index(cls)], atol=1e-5
+            )
+    np.testing.assert_array_equal(model.seen_classes, [order.index(c) for c in H.SEEN])
+    relabelled = np.array([order.index(c) for c in y])
+    new_loss = float(numpy(model.compute_loss(x, relabelled, model(x), training=False)))
+    assert new_loss == pytest.approx(loss, rel=1e-5)
+
+
+def test_set_class_semantics_without_the_center_branch_round_trips():
+    """Swapping to unseen classes only, then back, and reloading in between."""
+    x, _ = H.easy_batch()
+    model = tiny_sgma(part_mode="none", center_enabled=False)
+    phi = H.class_semantics()
+    full = numpy(model(x)["scores"])
+    model.set_class_semantics(phi[list(H.UNSEEN)])
+    assert model.seen_classes is None
+    clone = SGMA.from_config(model.get_config())
+    clone.build((None, H.IMAGE_SIZE, H.IMAGE_SIZE, 3))
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(numpy(clone(x)["scores"]), full[:, list(H.UNSEEN)], atol=1e-5)
+    order = [5, 1, 0, 4, 3, 2]
+    for swapped in (model, clone):
+        swapped.set_class_semantics(phi[order])
+        np.testing.assert_array_equal(swapped.seen_classes, [order.index(c) for c in H.SEEN])
+        np.testing.assert_allclose(numpy(swapped(x)["scores"]), full[:, order], atol=1e-5)
+
+
+def test_initialize_attention_groups_and_prefits():
+    model = tiny_sgma()
+    features = numpy(model.attention_features(H.easy_batch()[0]))
+    assert features.shape == (8, 4, 4, 16)
+    groups = model.initialize_attention(features, seed=0)
+    assert groups.shape == (16,) and set(groups.tolist()) <= {0, 1}
+    weights = numpy(model.multi_attention.channel_weights(features))
+    indicator = (groups[None, :] == np.arange(2)[:, None]).astype("float32")
+    # Ridge fit of +/-3 logits on a handful of images: close to the 0/1 indicator.
+    assert np.abs(weights - indicator).mean() < 0.1
