@@ -18,8 +18,16 @@ tracing and compilation, is reported as `first_step_s`), the others are timed
 
 jit: TensorFlow `jit_compile=True` is XLA, `False` a plain `tf.function`;
 JAX `True` is `jax.jit`, `False` eager op-by-op; PyTorch runs eagerly
-(`jit_compile=False`) unless `--torch-compile` adds `torch.compile`.
-Precision `mixed` is `mixed_float16` on a GPU, `mixed_bfloat16` otherwise.
+(`jit_compile=False`) unless `--torch-compile` adds `torch.compile` (static
+shapes, see `static_torch_compile`). Precision `mixed` is `mixed_float16` on a
+GPU, `mixed_bfloat16` otherwise. `--threads N` caps every backend's CPU
+threads (on a small shared CPU, PyTorch's multi-threaded kernels spin-wait:
+the demo trains ~4x faster there with 1 thread than with 2).
+
+Also printed: jit on / jit off per backend, and each backend / the fastest
+backend on the same model, policy and jit setting (and at each backend's best
+jit setting). `--quick` is a smoke run: the demo model only, batch 8, 2 steps,
+one timed epoch, float32.
 
 FLOPs are analytic (`sgma_keras.flops`): a training step is 3x the forward.
 
@@ -104,16 +112,17 @@ def device_peak_bytes(backend):
     return None
 
 
-def make_model(name, batch_seed=0):
-    """(model, images, labels builder args) for a MODELS entry."""
+def make_model(name, seed=0):
+    """(model, seen class ids) for a MODELS entry: random weights, random binary semantics."""
     import numpy as np
 
     from sgma_keras.model import SGMA
 
     spec = MODELS[name]
-    rng = np.random.default_rng(batch_seed)
-    semantics = (rng.random((spec["num_classes"], spec["semantic_dim"])) < 0.3).astype("float32")
-    semantics[np.arange(spec["num_classes"]), rng.integers(0, spec["semantic_dim"], spec["num_classes"])] = 1.0
+    rng = np.random.default_rng(seed)
+    classes, dim = spec["num_classes"], spec["semantic_dim"]
+    semantics = (rng.random((classes, dim)) < 0.3).astype("float32")
+    semantics[np.arange(classes), rng.integers(0, dim, classes)] = 1.0  # no empty row
     seen = np.arange(spec["num_classes"] - spec["num_unseen"])
     model = SGMA(
         semantics=semantics,
@@ -163,6 +172,23 @@ def limit_threads(backend, threads):
         tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
+def static_torch_compile():
+    """torch.compile with one graph per shape.
+
+    Dynamo compiles Keras's shared layer code once per layer shape; after a few
+    shapes it switches to dynamic shapes, which Inductor 2.13 fails to lower for
+    a strided "same" convolution backward (`ValueRangeError: Invalid ranges
+    [0:-1]` in `aten.convolution_backward`). Static shapes with a recompile
+    limit above the number of distinct layer shapes avoid it.
+    """
+    import torch._dynamo.config as dynamo
+
+    dynamo.automatic_dynamic_shapes = False
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(dynamo, name):
+            setattr(dynamo, name, 256)
+
+
 def run_worker(cfg):
     """Measures one configuration; returns a JSON-able record."""
     import resource
@@ -175,6 +201,8 @@ def run_worker(cfg):
     backend = keras.backend.backend()
     if cfg.get("threads"):
         limit_threads(backend, cfg["threads"])
+    if backend == "torch" and cfg["jit"]:
+        static_torch_compile()
     device, accelerator = _device_info(backend)
     policy = cfg["precision"]
     if policy == "mixed":
@@ -310,8 +338,10 @@ def run_subprocess(cfg, timeout):
             record = json.loads(line[len("RESULT "):])
             record["subprocess_s"] = time.perf_counter() - start
             return record
-    tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-    return dict(cfg, error=f"exit {done.returncode}: " + " | ".join(tail))
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    errors = [line for line in lines if "Error" in line and not line.startswith(" ")]
+    tail = errors[-1:] or lines[-3:]
+    return dict(cfg, error=f"exit {done.returncode}: " + " | ".join(tail)[:400])
 
 
 def _fmt(value, digits=1):

@@ -68,8 +68,9 @@ def test_total_loss_gradients_reach_attention_layers_and_boxes():
         assert np.all(np.isfinite(grad)), variable.path
     w1, w2, box = grads
     for part in range(2):
-        assert np.abs(w1[part]).max() > 1e-6 and np.abs(w2[part]).max() > 1e-6
-        assert np.all(np.abs(box[part]) > 1e-7), box  # t_x, t_y and t_s of each part
+        # (typical magnitudes: 0.05 for the attention weights, 0.03 to 9 for the boxes)
+        assert np.abs(w1[part]).max() > 1e-4 and np.abs(w2[part]).max() > 1e-4
+        assert np.all(np.abs(box[part]) > 1e-4), box  # t_x, t_y and t_s of each part
 
 
 # -- compilation and precision ---------------------------------------------------------
@@ -129,6 +130,7 @@ def test_other_part_modes_train(part_mode):
         assert np.all(boxes[..., 0] - boxes[..., 2] / 2 >= -1e-6)
         assert np.all(boxes[..., 0] + boxes[..., 2] / 2 <= 1 + 1e-6)
         assert np.std(boxes[..., 2]) > 0.01  # random, not fixed boxes
+        assert model.cropper.weights == []  # no f_CNet: nothing without a gradient
 
 
 def test_share_part_backbones_builds_one_part_backbone():

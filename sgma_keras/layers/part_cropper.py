@@ -160,6 +160,10 @@ class PartCropper(keras.layers.Layer):
                 f"PartCropper: expected {self.num_parts} attention maps, got "
                 f"{map_shape[-1]} (input shape {map_shape})."
             )
+        if self.box_source == "random":
+            # No f_CNet: its weights would get no gradient (Keras warns at every
+            # step) and would inflate the baseline's parameter count.
+            return
         cells = int(map_shape[1]) * int(map_shape[2])
         k, hidden = self.num_parts, self.hidden_units
         self.cnet_w1 = self.add_weight((k, cells, hidden), "glorot_uniform", name="cnet_w1")
