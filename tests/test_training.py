@@ -8,7 +8,6 @@ import sys
 import time
 
 import keras
-import numpy as np
 import pytest
 
 from sgma_keras import training
