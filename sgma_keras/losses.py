@@ -6,7 +6,10 @@ batch.
 """
 
 import keras
+import numpy as np
 from keras import ops
+
+from sgma_keras.layers.constants import cached_constant
 
 
 def _f32(x):
@@ -93,12 +96,14 @@ def embedding_softmax_loss(labels, scores, seen_classes=None):
         labels: (B,) global class ids (each must be a seen class).
         scores: (B, num_classes) scores over all classes.
         seen_classes: int ids of the seen classes (the softmax support);
-            None means every column of `scores`.
+            None means every column of `scores`. Pass a NumPy array that is
+            replaced, not mutated, when it changes: its tensors are cached
+            (see `cached_constant`).
     """
     scores = _f32(scores)
     labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
     if seen_classes is not None:
-        seen = ops.convert_to_tensor(seen_classes, dtype="int32")
+        seen = cached_constant(seen_classes, "int32", like=labels)
         scores = ops.take(scores, seen, axis=1)
         labels = _seen_index(labels, seen_classes)
     return ops.mean(
@@ -137,14 +142,23 @@ def class_center_triplet_loss(labels, latent, centers, margin=0.8):
     return ops.mean(ops.sum(hinge, axis=-1))
 
 
+def _seen_lookup(seen_classes):
+    """int32 table (max(seen) + 1,): the position in `seen_classes` of each class id."""
+    seen = np.asarray(seen_classes, dtype="int64").reshape(-1)
+    lookup = np.zeros(int(seen.max()) + 1, dtype="int32")
+    lookup[seen] = np.arange(len(seen), dtype="int32")
+    return lookup
+
+
 def _seen_index(labels, seen_classes):
-    """Maps global class ids to positions in `seen_classes` (a static list)."""
-    seen = [int(c) for c in (seen_classes.tolist() if hasattr(seen_classes, "tolist") else seen_classes)]
-    lookup = [0] * (max(seen) + 1)
-    for position, cls in enumerate(seen):
-        lookup[cls] = position
+    """Maps global class ids to positions in `seen_classes` (static ids).
+
+    The lookup table is built and converted once per `seen_classes` array
+    (`cached_constant`), not on every training step.
+    """
+    lookup = cached_constant(seen_classes, "int32", like=labels, build=_seen_lookup)
     # Labels of other classes (validation / test unseen images in `evaluate`)
     # must not index past the table: TF and PyTorch raise on an out-of-range
     # gather. They map to an arbitrary seen class, as ids below max(seen) do.
-    labels = ops.clip(labels, 0, len(lookup) - 1)
-    return ops.take(ops.convert_to_tensor(lookup, dtype="int32"), labels, axis=0)
+    labels = ops.clip(labels, 0, lookup.shape[0] - 1)
+    return ops.take(lookup, labels, axis=0)

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from sgma_keras.layers.constants import cached_constant
 from sgma_keras.layers.semantic_embedding import _l2_normalize, as_semantic_matrix
 
 
@@ -88,7 +89,10 @@ class ClassCenterHead(keras.layers.Layer):
         return self.seen_semantics.shape[0]
 
     def set_semantics(self, semantics, seen_rows=None):
-        """Sets the scored classes; their centres come by ridge transfer."""
+        """Sets the scored classes; their centres come by ridge transfer.
+
+        `transfer` is a new array, so the next call makes (once) a new tensor of it.
+        """
         self.semantics = as_semantic_matrix(
             semantics, self.seen_semantics.shape[1], owner="ClassCenterHead"
         )
@@ -113,7 +117,8 @@ class ClassCenterHead(keras.layers.Layer):
 
     def call(self, features):
         u_hat = _l2_normalize(ops.matmul(features, self.projection) + self.projection_bias)
-        transfer = ops.convert_to_tensor(self.transfer, dtype="float32")
+        # Converted once, not per step (a host-to-device copy on PyTorch).
+        transfer = cached_constant(self.transfer, "float32", like=u_hat)
         centers = _l2_normalize(ops.matmul(transfer, self.normalized_centers()))
         scores = ops.matmul(ops.cast(u_hat, "float32"), ops.transpose(centers))
         return u_hat, ops.cast(scores, self.compute_dtype)

@@ -4,10 +4,16 @@ import keras
 import numpy as np
 from keras import ops
 
+from sgma_keras.layers.constants import cached_constant
+
 
 def as_semantic_matrix(semantics, expected_dim=None, owner="SemanticEmbedding"):
-    """Validates a (num_classes, dim) class-semantics matrix; returns float32 numpy."""
-    matrix = np.asarray(semantics, dtype="float32")
+    """Validates a (num_classes, dim) class-semantics matrix; returns float32 numpy.
+
+    Always a new array: its owner's cached backend tensor (`cached_constant`)
+    is keyed by the array, so the caller's array must not be shared with it.
+    """
+    matrix = np.array(semantics, dtype="float32")
     if matrix.ndim != 2 or matrix.shape[0] < 1 or matrix.shape[1] < 1:
         raise ValueError(
             f"{owner}: the class-semantics matrix must have shape (num_classes, dim), "
@@ -87,11 +93,15 @@ class SemanticEmbedding(keras.layers.Layer):
         )
 
     def set_semantics(self, semantics):
-        """Replaces the class-semantics matrix (any number of classes, same width)."""
+        """Replaces the class-semantics matrix (any number of classes, same width).
+
+        A new array, so the next call makes (once) a new tensor of it.
+        """
         self.semantics = as_semantic_matrix(semantics, self.semantic_dim)
 
     def call(self, theta):
-        phi = ops.convert_to_tensor(self.semantics, dtype=self.compute_dtype)
+        # Converted once, not per step (a host-to-device copy on PyTorch).
+        phi = cached_constant(self.semantics, self.compute_dtype, like=theta)
         if self.normalize:
             theta = _l2_normalize(theta)
             phi = _l2_normalize(phi)
