@@ -37,8 +37,12 @@ class SGMA(keras.Model):
     Args:
         semantics: (num_classes, dim) class semantic matrix (all classes).
         seen_classes: ids of the training classes (rows of `semantics`).
-        image_size: side of the global input image.
+        image_size: side of the input image (the parts are sampled from it).
         local_size: side of the zoomed part images.
+        global_size: side of the global branch's view of the image (default
+            `image_size`; must divide it). A smaller view (the image average-
+            pooled by `image_size // global_size`) saves compute where the
+            parts, sampled at full resolution, carry the fine detail.
         backbone: "vgg19", "resnet50", "resnet101" or "tiny".
         weights: backbone weights: None, "imagenet" or a file path.
         feature_layer: backbone layer tapped for the feature map.
@@ -75,6 +79,7 @@ class SGMA(keras.Model):
         seen_classes,
         image_size=448,
         local_size=224,
+        global_size=None,
         backbone="vgg19",
         weights="imagenet",
         feature_layer=None,
@@ -112,11 +117,13 @@ class SGMA(keras.Model):
         super().__init__(**kwargs)
         semantics = as_semantic_matrix(semantics, owner="SGMA")
         seen = None if seen_classes is None else np.asarray(seen_classes, dtype="int64")
-        self._check_args(semantics, seen, seen_semantics, image_size, local_size, backbone,
-                         num_parts, part_mode, div_reduction)
+        global_size = image_size if global_size is None else global_size
+        self._check_args(semantics, seen, seen_semantics, image_size, local_size, global_size,
+                         backbone, num_parts, part_mode, div_reduction)
         self.seen_classes = seen
         self.image_size = int(image_size)
         self.local_size = int(local_size)
+        self.global_size = int(global_size)
         self.backbone_name = backbone
         self.feature_layer = feature_layer
         self.tiny_width = int(tiny_width)
@@ -140,14 +147,14 @@ class SGMA(keras.Model):
         def backbone_at(size, name, load=weights):
             return make_backbone(backbone, size, load, feature_layer, tiny_width, name)
 
-        self.global_backbone = backbone_at(self.image_size, "global_backbone")
+        self.global_backbone = backbone_at(self.global_size, "global_backbone")
         self.attention_backbone = None
         self.multi_attention = None
         self.cropper = None
         self.part_backbones = []
         if part_mode == "attention":
             if self.separate_attention_backbone:
-                self.attention_backbone = backbone_at(self.image_size, "attention_backbone")
+                self.attention_backbone = backbone_at(self.global_size, "attention_backbone")
             self.multi_attention = MultiAttention(
                 num_parts, attention_reduction, attention_normalize, name="multi_attention"
             )
@@ -193,8 +200,8 @@ class SGMA(keras.Model):
         self.loss_trackers = [keras.metrics.Mean(name=name) for name in LOSS_TERMS]
 
     @staticmethod
-    def _check_args(semantics, seen, seen_semantics, image_size, local_size, backbone,
-                    num_parts, part_mode, div_reduction):
+    def _check_args(semantics, seen, seen_semantics, image_size, local_size, global_size,
+                    backbone, num_parts, part_mode, div_reduction):
         num_classes = semantics.shape[0]
         if seen is None:
             if seen_semantics is None:
@@ -225,6 +232,11 @@ class SGMA(keras.Model):
             raise ValueError(
                 f"SGMA: the image ({image_size} px) is smaller than the part crop "
                 f"({local_size} px); expected image_size >= local_size."
+            )
+        if int(global_size) < 8 or int(image_size) % int(global_size):
+            raise ValueError(
+                f"SGMA: `global_size` must be >= 8 px and divide image_size ({image_size}), "
+                f"got {global_size}."
             )
         if div_reduction not in ("sum", "mean"):
             raise ValueError(f"SGMA: `div_reduction` must be 'sum' or 'mean', got {div_reduction!r}.")
@@ -265,9 +277,19 @@ class SGMA(keras.Model):
 
     # --- forward ---
 
+    def global_view(self, images):
+        """The image the global branch and the attention maps see (see `global_size`)."""
+        factor = self.image_size // self.global_size
+        if factor == 1:
+            return images
+        # Average pooling by an integer factor: an exact box-filter resize,
+        # identical on every backend.
+        return ops.average_pool(images, factor, factor, padding="valid")
+
     def call(self, images, training=False):
         images = ops.cast(images, self.compute_dtype)
-        features = self.global_backbone(images, training=training)
+        view = self.global_view(images)
+        features = self.global_backbone(view, training=training)
         thetas = [ops.mean(features, axis=(1, 2))]
         outputs = {}
         if self.stage != "warmup" and self.part_mode != "none":
@@ -275,7 +297,7 @@ class SGMA(keras.Model):
                 map_features = (
                     features
                     if self.attention_backbone is None
-                    else self.attention_backbone(images, training=training)
+                    else self.attention_backbone(view, training=training)
                 )
                 maps = self.multi_attention(map_features)
                 outputs["attention_maps"] = maps
@@ -392,7 +414,7 @@ class SGMA(keras.Model):
     def attention_features(self, images):
         """Feature maps the attention maps are computed from."""
         source = self.attention_backbone or self.global_backbone
-        return source(ops.cast(images, self.compute_dtype), training=False)
+        return source(self.global_view(ops.cast(images, self.compute_dtype)), training=False)
 
     def initialize_attention(self, features, iterations=100, seed=0):
         """Channel clustering and pre-fit of the attention layers (spec stage 2).
@@ -429,6 +451,7 @@ class SGMA(keras.Model):
             seen_semantics=self.seen_semantics.tolist(),
             image_size=self.image_size,
             local_size=self.local_size,
+            global_size=self.global_size,
             backbone=self.backbone_name,
             feature_layer=self.feature_layer,
             tiny_width=self.tiny_width,

@@ -81,6 +81,7 @@ def build_model(cfg, data, seen_classes):
         seen_classes=seen_classes,
         image_size=cfg["input"]["image_size"],
         local_size=cfg["input"]["local_size"],
+        global_size=cfg["input"]["global_size"],
         backbone=m["backbone"],
         weights=m["weights"],
         feature_layer=m["feature_layer"],

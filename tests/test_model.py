@@ -147,6 +147,29 @@ def test_share_part_backbones_builds_one_part_backbone():
     assert outputs["scores"].shape == (8, 6)
 
 
+def test_global_view_is_the_pooled_image_and_parts_sample_the_full_image():
+    """`global_size`: the global branch and the attention maps see the image average-
+    pooled by image_size // global_size; the parts are cut from the full image."""
+    x, y = H.easy_batch()
+    model = tiny_sgma(image_size=32, global_size=16)
+    assert tuple(model.global_backbone.input.shape[1:3]) == (16, 16)
+    pooled = x.reshape(8, 16, 2, 16, 2, 3).mean(axis=(2, 4))
+    np.testing.assert_allclose(numpy(model.global_view(x)), pooled, rtol=1e-5, atol=1e-3)
+    outputs = model(x)
+    assert outputs["attention_maps"].shape == (8, 2, 2, 2)  # the tiny CNN's 1/8 map of 16 px
+    crops, boxes = model.crop_parts(x)
+    assert crops.shape == (8, 2, H.LOCAL_SIZE, H.LOCAL_SIZE, 3)
+    # Parts sample the 32 px image: a full-image box reproduces it at the part size.
+    full = model.cropper.crop(x, np.tile(np.array([[[0.5, 0.5, 1.0]]], "float32"), (8, 2, 1)))
+    assert numpy(full).std() > 0
+    model.compile(optimizer=keras.optimizers.SGD(0.05))
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    restored = SGMA.from_config(model.get_config())
+    assert restored.global_size == 16 and restored.image_size == 32
+    assert tiny_sgma().global_size == H.IMAGE_SIZE  # default: the full image
+
+
 # -- construction errors ---------------------------------------------------------------
 
 
@@ -161,6 +184,7 @@ def test_share_part_backbones_builds_one_part_backbone():
         (dict(seen_classes=[-1, 2]), r"`seen_classes` must be .* class ids in \[0, 6\)"),
         (dict(seen_classes=[]), r"`seen_classes` must be a non-empty list"),
         (dict(part_mode="grid"), r"`part_mode` must be one of"),
+        (dict(global_size=12), r"`global_size` must be >= 8 px and divide image_size \(32\)"),
     ],
 )
 def test_bad_construction_arguments(overrides, match):
