@@ -270,6 +270,15 @@ SCHEMA: dict[str, Any] = {
                                doc="[min, max] side of the head/tail parts, share of the image "
                                    "side (small parts are what makes localisation matter)"),
             "jpeg_quality": Field(int, 90, min=50, max=100, doc="JPEG quality of the images"),
+            "pattern_period": Field(int, 0, min=0,
+                                    doc="0: coarse part patterns; N (a multiple of 4): fine "
+                                        "stripes/dots of an N-pixel period, one tint once "
+                                        "the image is average-pooled by N (see "
+                                        "input.global_size)"),
+            "colour_attribute": Field(bool, True,
+                                      doc="part colours are class attributes; false: a "
+                                          "per-image nuisance (classes told by part shapes "
+                                          "and patterns)"),
             "cache_dir": Field(PATH, "~/.cache/sgma_keras/builtin",
                                doc="where the generated set is cached"),
         },
@@ -298,6 +307,10 @@ SCHEMA: dict[str, Any] = {
     "input": {
         "image_size": Field(int, 448, min=32, doc="global input side in pixels [paper: 448]"),
         "local_size": Field(int, 224, min=16, doc="zoomed part input side in pixels [paper: 224]"),
+        "global_size": Field(int, None, min=8,
+                             doc="side of the global branch's view, the image average-pooled "
+                                 "by an integer factor; null: image_size [paper: 448]; parts "
+                                 "are always sampled from the full image [choice]"),
         "batch_size": Field(int, 32, min=1, doc="training batch size [paper: 32]"),
         "cache": Field(bool, False, doc="cache decoded, resized images in memory"),
         "shuffle_buffer": Field(int, 2048, min=0, doc="shuffle buffer in images (0: no shuffle)"),
@@ -470,6 +483,13 @@ def _local_size(local_size, image_size):
     if local_size > image_size:
         return (f"input.local_size: must be <= input.image_size, got {local_size} > "
                 f"{image_size}")
+
+
+@_rule("input.global_size", "input.image_size")
+def _global_size(global_size, image_size):
+    if global_size is not None and image_size % global_size:
+        return (f"input.global_size: must divide input.image_size ({image_size}) so the "
+                f"global view is an exact average pooling, got {global_size}")
 
 
 @_rule("data.builtin.num_unseen", "data.builtin.num_classes")

@@ -145,6 +145,10 @@ def test_cross_field_checks(tmp_path):
     assert "input.local_size: must be <= input.image_size, got 128 > 64" in text
     assert "tiny backbone has no ImageNet weights" in text
     assert "data.builtin.num_unseen: must be < data.builtin.num_classes" in text
+    with pytest.raises(ConfigError, match=r"input.global_size: must divide input.image_size "
+                                          r"\(448\) so the global view is an exact average "
+                                          r"pooling, got 100"):
+        load_config(write(tmp_path, {"input": {"global_size": 100}}))
     # a cross check is skipped when one of its values is already invalid
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, {"model": {"min_side": 0.0, "max_side": 0.1}}))
