@@ -17,6 +17,13 @@ Each image shows one creature on a cluttered background:
 - a **background** of smooth colour noise plus muted clutter (lines, blobs, rings) that
   may be as large as the parts.
 
+Fine patterns (`pattern_period` N > 0, a multiple of 4): "striped" is a grating of ink
+lines and "spotted" a lattice of square dots, both of period N pixels and both inking a
+quarter of the part. Average-pooled by N (a model's global view with `global_size` =
+`image_size / N`) the two are one tint; only the full-resolution image, which the part
+crops sample, tells them apart: the detail that needs zooming in. `colour_attribute=False`
+makes the part colours a per-image nuisance instead of class attributes (12 dimensions).
+
 Position, orientation (any angle), body size and part size are random per image. At a
 112-pixel input a part is 9-13 pixels wide: its colour, shape and the bands/dot of its
 pattern remain visible (the bands are 1/6 and the dot 0.44 of the part side).
@@ -89,15 +96,21 @@ _PATTERN_INK = (25, 25, 25)
 # --- Classes -------------------------------------------------------------------------
 
 
-def sample_classes(num_classes, seed=0, min_distance=2):
+def sample_classes(num_classes, seed=0, min_distance=2, colour_attribute=True):
     """Seeded class definitions: (num_classes, 6) attribute value indices, one column
     per `ATTRIBUTE_GROUPS` entry.
 
     Any two classes differ in at least `min_distance` attributes. Classes are picked one
     at a time, preferring combinations of the values used least so far, so every value
     is used about equally often (and can appear among the seen classes).
+
+    With `colour_attribute=False` the part colours are not class attributes: their
+    columns hold -1 and every image draws its part colours at random (a nuisance), so
+    a class is told only by part shapes and patterns.
     """
-    sizes = [len(values) for _, values in ATTRIBUTE_GROUPS]
+    groups = [g for g, (name, _) in enumerate(ATTRIBUTE_GROUPS)
+              if colour_attribute or not name.endswith("_colour")]
+    sizes = [len(ATTRIBUTE_GROUPS[g][1]) for g in groups]
     combos = np.array(list(itertools.product(*[range(s) for s in sizes])))
     rng = np.random.default_rng([seed, 1])
     tiebreak = rng.uniform(0, 1e-3, len(combos))
@@ -110,28 +123,45 @@ def sample_classes(num_classes, seed=0, min_distance=2):
                 f"builtin: cannot draw {num_classes} classes that differ in "
                 f"{min_distance} attributes (at most {len(chosen)})."
             )
-        rarity = sum(1.0 / (1.0 + counts[g][combos[:, g]]) for g in range(len(sizes)))
+        rarity = sum(1.0 / (1.0 + counts[i][combos[:, i]]) for i in range(len(sizes)))
         pick = combos[np.argmax(np.where(valid, rarity + tiebreak, -np.inf))]
         chosen.append(pick)
-        for g, value in enumerate(pick):
-            counts[g][value] += 1
+        for i, value in enumerate(pick):
+            counts[i][value] += 1
         valid &= np.sum(combos != pick, axis=1) >= min_distance
-    return np.stack(chosen)
+    attrs = np.full((num_classes, len(ATTRIBUTE_GROUPS)), -1, dtype=np.int64)
+    attrs[:, groups] = np.stack(chosen)
+    return attrs
+
+
+def _class_groups(class_attrs):
+    """The attribute groups that define the classes (the columns not -1)."""
+    return [g for g in range(len(ATTRIBUTE_GROUPS)) if np.all(np.asarray(class_attrs)[:, g] >= 0)]
+
+
+def attribute_names(class_attrs):
+    """Names of the semantic dimensions of `class_semantics(class_attrs)`."""
+    return [f"{ATTRIBUTE_GROUPS[g][0]}:{v}" for g in _class_groups(class_attrs)
+            for v in ATTRIBUTE_GROUPS[g][1]]
 
 
 def class_semantics(class_attrs):
-    """Binary (C, 20) attribute matrix: one dimension per attribute value."""
-    offsets = np.cumsum([0] + [len(v) for _, v in ATTRIBUTE_GROUPS])[:-1]
-    semantics = np.zeros((len(class_attrs), len(ATTRIBUTE_NAMES)), np.float32)
+    """Binary (C, D) attribute matrix: one dimension per value of each class-defining
+    attribute group (D = 20 with colours, 12 without)."""
+    class_attrs = np.asarray(class_attrs)
+    groups = _class_groups(class_attrs)
+    sizes = [len(ATTRIBUTE_GROUPS[g][1]) for g in groups]
+    offsets = np.cumsum([0] + sizes)[:-1]
+    semantics = np.zeros((len(class_attrs), sum(sizes)), np.float32)
     for c, attrs in enumerate(class_attrs):
-        semantics[c, offsets + attrs] = 1.0
+        semantics[c, offsets + attrs[groups]] = 1.0
     return semantics
 
 
 def class_name(index, attrs):
-    values = [v[a] for (_, v), a in zip(ATTRIBUTE_GROUPS, attrs)]
-    head = "-".join([values[1], values[2], values[0]])
-    tail = "-".join([values[4], values[5], values[3]])
+    values = [v[a] if a >= 0 else None for (_, v), a in zip(ATTRIBUTE_GROUPS, attrs)]
+    head = "-".join(x for x in [values[1], values[2], values[0]] if x)
+    tail = "-".join(x for x in [values[4], values[5], values[3]] if x)
     return f"{index:02d}.{head}_head.{tail}_tail"
 
 
@@ -316,14 +346,47 @@ def _pattern_decorator(pattern, polygon_centre, side, axis):
     return decorate
 
 
-def render_image(class_attrs, rng, size, part_size=(0.08, 0.12)):
+def _fine_pattern_patch(polygon, centre, axis, colour, pattern, period):
+    """The part's fill with a fine pattern of `period` pixels, or None for "solid".
+
+    Fine patterns are drawn per pixel in the part's own frame: "striped" is a grating
+    of ink lines across the outward axis, "spotted" a lattice of square dots; both put
+    ink on a quarter of the part (exactly, for a period that is a multiple of 4 and an
+    axis-aligned part), so an image average-pooled by `period` shows one tint for both
+    and only the full-resolution image tells them apart (see the module docstring).
+    """
+    if pattern == "solid":
+        return None
+    # The patch box of `_paste_polygon`.
+    x0, y0 = np.floor(polygon.min(axis=0)).astype(int) - 1
+    x1, y1 = np.ceil(polygon.max(axis=0)).astype(int) + 1
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64) + 0.5
+    offset = np.stack([xs - centre[0], ys - centre[1]], axis=-1)
+    along = offset @ np.asarray(axis) / period
+    across = offset @ np.array([-axis[1], axis[0]]) / period
+    if pattern == "striped":
+        ink = (across % 1.0) < 0.25
+    else:  # Square dots of side period / 2.
+        ink = (np.abs((along % 1.0) - 0.5) < 0.25) & (np.abs((across % 1.0) - 0.5) < 0.25)
+    patch = np.empty(ink.shape + (3,), np.uint8)
+    patch[:] = colour
+    patch[ink] = _PATTERN_INK
+    return Image.fromarray(patch, "RGB")
+
+
+def render_image(class_attrs, rng, size, part_size=(0.08, 0.12), pattern_period=0):
     """Draws one image of the class `class_attrs` (6 attribute value indices).
+
+    `pattern_period` > 0 draws the fine patterns of that period in pixels (see
+    `_fine_pattern_patch`); 0 the coarse ones, scaled with the part.
 
     Returns:
         (image: PIL RGB, part_locs: (2, 2) centres (x, y) and part_boxes: (2, 4) boxes
         (x0, y0, x1, y1), both relative to `size`; rows: head, tail).
     """
-    values = [v[a] for (_, v), a in zip(ATTRIBUTE_GROUPS, class_attrs)]
+    # Attributes that do not define the class (-1) are drawn per image.
+    values = [v[a] if a >= 0 else v[rng.integers(len(v))]
+              for (_, v), a in zip(ATTRIBUTE_GROUPS, class_attrs)]
     head_shape, head_colour, head_pattern, tail_shape, tail_colour, tail_pattern = values
     image = _background(rng, size)
 
@@ -371,8 +434,13 @@ def render_image(class_attrs, rng, size, part_size=(0.08, 0.12)):
     ):
         jitter = rng.uniform(0.85, 1.1) * np.asarray(COLOURS[colour])
         fill = tuple(int(c) for c in np.clip(jitter + rng.integers(-12, 13, 3), 0, 255))
-        decorate = _pattern_decorator(pattern, part_centre, side, direction)
-        _paste_polygon(image, polygon, fill, decorate)
+        if pattern_period:
+            patch = _fine_pattern_patch(polygon, part_centre, direction, fill, pattern,
+                                        pattern_period)
+            _paste_polygon(image, polygon, fill if patch is None else patch)
+        else:
+            decorate = _pattern_decorator(pattern, part_centre, side, direction)
+            _paste_polygon(image, polygon, fill, decorate)
         locs.append(part_centre / size)
         boxes.append(np.concatenate([polygon.min(axis=0), polygon.max(axis=0)]) / size)
     return image, np.array(locs, np.float32), np.clip(np.array(boxes, np.float32), 0, 1)
@@ -393,8 +461,9 @@ def _write_atomic(path, data):
         raise
 
 
-def _generation_params(num_classes, num_images, image_size, seed, part_size, quality):
-    return {
+def _generation_params(num_classes, num_images, image_size, seed, part_size, quality,
+                       pattern_period, colour_attribute):
+    params = {
         "version": FORMAT_VERSION,
         "num_classes": int(num_classes),
         "num_images": int(num_images),
@@ -403,6 +472,11 @@ def _generation_params(num_classes, num_images, image_size, seed, part_size, qua
         "part_size": [float(p) for p in part_size],
         "jpeg_quality": int(quality),
     }
+    if pattern_period:  # Absent when 0: datasets made before the option stay valid.
+        params["pattern_period"] = int(pattern_period)
+    if not colour_attribute:
+        params["colour_attribute"] = False
+    return params
 
 
 def _read_manifest(root):
@@ -441,7 +515,10 @@ def _generate(root, params):
         shutil.rmtree(images_dir)
     os.makedirs(images_dir)
 
-    class_attrs = sample_classes(params["num_classes"], params["seed"])
+    class_attrs = sample_classes(
+        params["num_classes"], params["seed"],
+        colour_attribute=params.get("colour_attribute", True),
+    )
     names = [class_name(i, a) for i, a in enumerate(class_attrs)]
     for name in names:
         os.makedirs(os.path.join(images_dir, name), exist_ok=True)
@@ -454,6 +531,7 @@ def _generate(root, params):
             np.random.default_rng([params["seed"], 3, i]),
             params["image_size"],
             params["part_size"],
+            params.get("pattern_period", 0),
         )
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=params["jpeg_quality"])
@@ -467,7 +545,7 @@ def _generate(root, params):
         "params": params,
         "class_names": names,
         "class_attributes": class_attrs.tolist(),
-        "attribute_names": list(ATTRIBUTE_NAMES),
+        "attribute_names": attribute_names(class_attrs),
         "part_names": list(PART_NAMES),
         "files": files,
         "labels": labels.tolist(),
@@ -490,6 +568,8 @@ def make_builtin_dataset(
     test_seen_fraction=0.2,
     part_size=(0.08, 0.12),
     jpeg_quality=90,
+    pattern_period=0,
+    colour_attribute=True,
 ):
     """Generates (or reuses) the built-in dataset under `root`; see the module docstring.
 
@@ -504,6 +584,10 @@ def make_builtin_dataset(
         test_seen_fraction: fraction of each seen class's images in `test_seen`.
         part_size: (min, max) part side as a fraction of the image side.
         jpeg_quality: JPEG quality of the written images.
+        pattern_period: 0 for coarse part patterns (scaled with the part), or the
+            period in pixels of fine ones (visible only at full resolution).
+        colour_attribute: part colours are class attributes (default); False makes
+            them a per-image nuisance (classes told by part shapes and patterns).
 
     Returns:
         ZeroShotData with `part_names` ("head", "tail"), `part_locs` and `part_boxes`.
@@ -513,6 +597,11 @@ def make_builtin_dataset(
             f"builtin: num_images ({num_images}) must be at least twice num_classes "
             f"({num_classes})."
         )
+    if pattern_period < 0 or pattern_period % 4:
+        raise DataError(
+            "builtin: pattern_period must be 0 (coarse patterns) or a multiple of 4 pixels "
+            f"(stripes and dots then hold the same share of ink); got {pattern_period}."
+        )
     if not 0 < part_size[0] <= part_size[1] < 0.3:
         raise DataError(
             f"builtin: part_size must be 0 < min <= max < 0.3; got {part_size}."
@@ -520,7 +609,8 @@ def make_builtin_dataset(
     root = os.path.abspath(root)
     os.makedirs(root, exist_ok=True)
     params = _generation_params(
-        num_classes, num_images, image_size, seed, part_size, jpeg_quality
+        num_classes, num_images, image_size, seed, part_size, jpeg_quality, pattern_period,
+        colour_attribute,
     )
     manifest = _read_manifest(root)
     if not _is_complete(root, manifest, params):

@@ -30,7 +30,9 @@ marked (+) are optional extras of this loader.
     builtin: {num_classes: 24, num_unseen: 6, num_images: 2000, image_size: 448,
         cache_dir: "~/.cache/sgma_keras/builtin" (the images go to a sub-folder named
         by the generation parameters), part_size (+): [0.08, 0.12] (part side / image
-        side), jpeg_quality (+): 90}.
+        side), jpeg_quality (+): 90, pattern_period (+): 0 (fine part patterns of this
+        period in pixels; 0: coarse ones), colour_attribute (+): true (false: part
+        colours are a per-image nuisance, not class attributes)}.
     raw: {class_split: null, parts (+): true} for "cub_raw"/"awa2_raw". class_split is a
         class split file (`readers.read_class_split`): a JSON object {"unseen": [names],
         "seen": [names] (optional), "val": [names] (optional)} or a text file with one
@@ -74,6 +76,8 @@ DATA_CONFIG_DEFAULTS = {
         "cache_dir": "~/.cache/sgma_keras/builtin",
         "part_size": [0.08, 0.12],
         "jpeg_quality": 90,
+        "pattern_period": 0,
+        "colour_attribute": True,
     },
     "raw": {"class_split": None, "parts": True},
     "flowers": {
@@ -146,6 +150,10 @@ def builtin_folder(cfg):
         f"c{b['num_classes']}_n{b['num_images']}_s{b['image_size']}_seed{cfg['seed']}"
         f"_p{b['part_size'][0]:g}-{b['part_size'][1]:g}_q{b['jpeg_quality']}"
     )
+    if b.get("pattern_period"):
+        name += f"_f{b['pattern_period']}"
+    if not b.get("colour_attribute", True):
+        name += "_nocolour"
     return os.path.join(os.path.expanduser(b["cache_dir"]), name)
 
 

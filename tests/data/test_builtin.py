@@ -143,3 +143,52 @@ def test_bad_parameters(tmp_path):
         make_builtin_dataset(str(tmp_path), **{**TINY_BUILTIN, "num_unseen": 8})
     with pytest.raises(DataError, match="num_images"):
         make_builtin_dataset(str(tmp_path), **{**TINY_BUILTIN, "num_images": 10})
+
+
+def test_fine_patterns_are_equal_tints_once_pooled():
+    """Fine stripes and dots cover the same share of the part with ink: pooled by the
+    period they are one tint; at full resolution they differ (1-D vs 2-D)."""
+    polygon = np.array([[8.0, 8.0], [56.0, 8.0], [56.0, 56.0], [8.0, 56.0]])
+    patches = {
+        p: np.asarray(builtin._fine_pattern_patch(polygon, (32.0, 32.0), (1.0, 0.0),
+                                                  (200, 40, 40), p, 4), np.float32)
+        for p in ("striped", "spotted")
+    }
+    assert builtin._fine_pattern_patch(polygon, (32, 32), (1, 0), (0, 0, 0), "solid", 4) is None
+    inner = {p: v[9:49, 9:49, 0] for p, v in patches.items()}  # whole periods
+    ink = {p: (v < 100).mean() for p, v in inner.items()}
+    assert ink["striped"] == ink["spotted"] == 0.25
+    pooled = {p: v.reshape(10, 4, 10, 4).mean(axis=(1, 3)) for p, v in inner.items()}
+    assert abs(pooled["striped"].mean() - pooled["spotted"].mean()) < 10
+    assert pooled["striped"].std() < 1 and pooled["spotted"].std() < 1  # flat tints
+    # Full resolution: stripes are constant along the axis, dots are not.
+    assert inner["striped"].std(axis=1).max() < 1 and inner["spotted"].std(axis=1).max() > 10
+
+
+def test_colour_as_a_nuisance(tmp_path):
+    """colour_attribute=False: classes are shapes and patterns (12 dimensions), and the
+    part colours vary between the images of one class."""
+    attrs = builtin.sample_classes(12, seed=0, colour_attribute=False)
+    assert np.all(attrs[:, [1, 4]] == -1) and np.all(attrs[:, [0, 2, 3, 5]] >= 0)
+    assert builtin.class_semantics(attrs).shape == (12, 12)
+    assert "colour" not in builtin.class_name(0, attrs[0])
+    data = make_builtin_dataset(
+        str(tmp_path), num_classes=12, num_images=48, image_size=64, num_unseen=3,
+        colour_attribute=False, pattern_period=4, part_size=(0.14, 0.18),
+    )
+    assert data.semantics.shape == (12, 12)
+    manifest = json.load(open(tmp_path / builtin.MANIFEST))
+    assert manifest["attribute_names"] == builtin.attribute_names(attrs)
+    assert manifest["params"]["colour_attribute"] is False
+    assert manifest["params"]["pattern_period"] == 4
+    with pytest.raises(DataError, match="pattern_period must be 0 .* or a multiple of 4"):
+        make_builtin_dataset(str(tmp_path / "bad"), pattern_period=3)
+    colours = set()
+    for i in range(8):  # eight images of class 0
+        image, locs, _ = builtin.render_image(attrs[0], np.random.default_rng([1, i]), 64,
+                                              (0.14, 0.18), 4)
+        cx, cy = (locs[0] * 64).astype(int)
+        patch = np.asarray(image, np.float32)[cy - 3:cy + 4, cx - 3:cx + 4].reshape(-1, 3)
+        colours.add(int(np.argmin([np.linalg.norm(patch.max(0) - c)
+                                   for c in builtin.COLOURS.values()])))
+    assert len(colours) >= 2
