@@ -279,6 +279,10 @@ SCHEMA: dict[str, Any] = {
                                       doc="part colours are class attributes; false: a "
                                           "per-image nuisance (classes told by part shapes "
                                           "and patterns)"),
+            "max_tilt": Field(float, 180.0, min=0.0, max=180.0,
+                              doc="the head points within this many degrees of straight up "
+                                  "(a canonical pose, like CUB's upright birds); 180: any "
+                                  "orientation"),
             "cache_dir": Field(PATH, "~/.cache/sgma_keras/builtin",
                                doc="where the generated set is cached"),
         },

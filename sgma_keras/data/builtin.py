@@ -374,11 +374,14 @@ def _fine_pattern_patch(polygon, centre, axis, colour, pattern, period):
     return Image.fromarray(patch, "RGB")
 
 
-def render_image(class_attrs, rng, size, part_size=(0.08, 0.12), pattern_period=0):
+def render_image(class_attrs, rng, size, part_size=(0.08, 0.12), pattern_period=0,
+                 max_tilt=180):
     """Draws one image of the class `class_attrs` (6 attribute value indices).
 
     `pattern_period` > 0 draws the fine patterns of that period in pixels (see
-    `_fine_pattern_patch`); 0 the coarse ones, scaled with the part.
+    `_fine_pattern_patch`); 0 the coarse ones, scaled with the part. `max_tilt` < 180
+    keeps the head within that many degrees of straight up (a canonical pose, as birds
+    in CUB mostly stand head up); 180 draws any orientation.
 
     Returns:
         (image: PIL RGB, part_locs: (2, 2) centres (x, y) and part_boxes: (2, 4) boxes
@@ -390,7 +393,10 @@ def render_image(class_attrs, rng, size, part_size=(0.08, 0.12), pattern_period=
     head_shape, head_colour, head_pattern, tail_shape, tail_colour, tail_pattern = values
     image = _background(rng, size)
 
-    angle = rng.uniform(0, 2 * np.pi)
+    if max_tilt >= 180:
+        angle = rng.uniform(0, 2 * np.pi)
+    else:  # Image y points down: straight up is -pi/2.
+        angle = -np.pi / 2 + np.radians(rng.uniform(-max_tilt, max_tilt))
     axis = np.array([math.cos(angle), math.sin(angle)])
     length = size * rng.uniform(0.30, 0.45)
     width = length * rng.uniform(0.45, 0.65)
@@ -462,7 +468,7 @@ def _write_atomic(path, data):
 
 
 def _generation_params(num_classes, num_images, image_size, seed, part_size, quality,
-                       pattern_period, colour_attribute):
+                       pattern_period, colour_attribute, max_tilt=180):
     params = {
         "version": FORMAT_VERSION,
         "num_classes": int(num_classes),
@@ -476,6 +482,8 @@ def _generation_params(num_classes, num_images, image_size, seed, part_size, qua
         params["pattern_period"] = int(pattern_period)
     if not colour_attribute:
         params["colour_attribute"] = False
+    if max_tilt < 180:
+        params["max_tilt"] = float(max_tilt)
     return params
 
 
@@ -532,6 +540,7 @@ def _generate(root, params):
             params["image_size"],
             params["part_size"],
             params.get("pattern_period", 0),
+            params.get("max_tilt", 180),
         )
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=params["jpeg_quality"])
@@ -570,6 +579,7 @@ def make_builtin_dataset(
     jpeg_quality=90,
     pattern_period=0,
     colour_attribute=True,
+    max_tilt=180,
 ):
     """Generates (or reuses) the built-in dataset under `root`; see the module docstring.
 
@@ -588,6 +598,8 @@ def make_builtin_dataset(
             period in pixels of fine ones (visible only at full resolution).
         colour_attribute: part colours are class attributes (default); False makes
             them a per-image nuisance (classes told by part shapes and patterns).
+        max_tilt: the head points within this many degrees of straight up; 180 (the
+            default) draws any orientation.
 
     Returns:
         ZeroShotData with `part_names` ("head", "tail"), `part_locs` and `part_boxes`.
@@ -606,11 +618,13 @@ def make_builtin_dataset(
         raise DataError(
             f"builtin: part_size must be 0 < min <= max < 0.3; got {part_size}."
         )
+    if not 0 <= max_tilt <= 180:
+        raise DataError(f"builtin: max_tilt must be in [0, 180] degrees; got {max_tilt}.")
     root = os.path.abspath(root)
     os.makedirs(root, exist_ok=True)
     params = _generation_params(
         num_classes, num_images, image_size, seed, part_size, jpeg_quality, pattern_period,
-        colour_attribute,
+        colour_attribute, max_tilt,
     )
     manifest = _read_manifest(root)
     if not _is_complete(root, manifest, params):

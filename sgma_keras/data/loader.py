@@ -32,7 +32,8 @@ marked (+) are optional extras of this loader.
         by the generation parameters), part_size (+): [0.08, 0.12] (part side / image
         side), jpeg_quality (+): 90, pattern_period (+): 0 (fine part patterns of this
         period in pixels; 0: coarse ones), colour_attribute (+): true (false: part
-        colours are a per-image nuisance, not class attributes)}.
+        colours are a per-image nuisance, not class attributes), max_tilt (+): 180 (the
+        head points within this many degrees of straight up; 180: any orientation)}.
     raw: {class_split: null, parts (+): true} for "cub_raw"/"awa2_raw". class_split is a
         class split file (`readers.read_class_split`): a JSON object {"unseen": [names],
         "seen": [names] (optional), "val": [names] (optional)} or a text file with one
@@ -78,6 +79,7 @@ DATA_CONFIG_DEFAULTS = {
         "jpeg_quality": 90,
         "pattern_period": 0,
         "colour_attribute": True,
+        "max_tilt": 180.0,
     },
     "raw": {"class_split": None, "parts": True},
     "flowers": {
@@ -154,6 +156,8 @@ def builtin_folder(cfg):
         name += f"_f{b['pattern_period']}"
     if not b.get("colour_attribute", True):
         name += "_nocolour"
+    if b.get("max_tilt", 180) < 180:
+        name += f"_tilt{b['max_tilt']:g}"
     return os.path.join(os.path.expanduser(b["cache_dir"]), name)
 
 

@@ -192,3 +192,19 @@ def test_colour_as_a_nuisance(tmp_path):
         colours.add(int(np.argmin([np.linalg.norm(patch.max(0) - c)
                                    for c in builtin.COLOURS.values()])))
     assert len(colours) >= 2
+
+
+def test_max_tilt_keeps_the_head_up(tmp_path):
+    """max_tilt=30: the tail-to-head direction is within 30 degrees of straight up (image
+    y grows downwards); the option is recorded in the manifest; out of range is refused."""
+    attrs = builtin.sample_classes(6, seed=0)
+    for i in range(12):
+        _, locs, _ = builtin.render_image(attrs[i % 6], np.random.default_rng([2, i]), 96,
+                                          (0.14, 0.18), 0, 30)
+        dx, dy = locs[0] - locs[1]
+        assert np.degrees(np.arctan2(abs(dx), -dy)) <= 30 + 1e-3, (i, locs)
+    make_builtin_dataset(str(tmp_path), num_classes=6, num_images=12, image_size=64,
+                         num_unseen=2, max_tilt=30)
+    assert json.load(open(tmp_path / builtin.MANIFEST))["params"]["max_tilt"] == 30.0
+    with pytest.raises(DataError, match="max_tilt must be in \\[0, 180\\]"):
+        make_builtin_dataset(str(tmp_path / "bad"), max_tilt=200)
