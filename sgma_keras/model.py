@@ -440,6 +440,15 @@ class SGMA(keras.Model):
         for backbone in self.part_backbones:
             backbone.set_weights(weights)
 
+    def copy_global_to_attention(self):
+        """Starts the separate attention backbone from the (warmed-up) global one.
+
+        The channel peaks that initialise the attention maps must come from a CNN
+        trained to classify the seen classes (spec stage 2), not a random one.
+        """
+        if self.attention_backbone is not None:
+            self.attention_backbone.set_weights(self.global_backbone.get_weights())
+
     # --- serialisation ---
 
     def get_config(self):

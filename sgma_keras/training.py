@@ -326,6 +326,7 @@ def train(cfg, verbose="auto"):
                      _callbacks(cfg, run, stage), train_cfg["steps_per_epoch"], verbose)
             elif stage == "init":
                 log.info("Stage init: channel clustering on %d images", stage_cfg["num_images"])
+                model.copy_global_to_attention()
                 features = collect_attention_features(model, proto.fit, cfg, stage_cfg["num_images"])
                 groups = model.initialize_attention(features, stage_cfg["kmeans_iters"], cfg["seed"])
                 log.info("Channel groups: %s channels per part", np.bincount(groups, minlength=model.num_parts).tolist())

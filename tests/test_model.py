@@ -282,3 +282,20 @@ def test_initialize_attention_groups_and_prefits():
     indicator = (groups[None, :] == np.arange(2)[:, None]).astype("float32")
     # Ridge fit of +/-3 logits on a handful of images: close to the 0/1 indicator.
     assert np.abs(weights - indicator).mean() < 0.1
+
+
+def test_copies_start_parts_and_the_attention_backbone_from_the_global_one():
+    """Stage 2 needs channel peaks of a seen-class classifier: a separate attention
+    backbone starts from the warmed-up global backbone, as the part backbones do."""
+    model = tiny_sgma(separate_attention_backbone=True)
+
+    def same(backbone):
+        return all(np.array_equal(a, b) for a, b in
+                   zip(backbone.get_weights(), model.global_backbone.get_weights()))
+
+    assert not same(model.attention_backbone) and not same(model.part_backbone(1))
+    model.copy_global_to_attention()
+    model.copy_global_to_parts()
+    assert same(model.attention_backbone) and same(model.part_backbone(0))
+    assert same(model.part_backbone(1))
+    tiny_sgma().copy_global_to_attention()  # no attention backbone: nothing to copy
