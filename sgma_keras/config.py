@@ -283,6 +283,11 @@ SCHEMA: dict[str, Any] = {
                               doc="the head points within this many degrees of straight up "
                                   "(a canonical pose, like CUB's upright birds); 180: any "
                                   "orientation"),
+            "species_per_genus": Field(int, 1, min=1, max=9,
+                                       doc="1: classes drawn freely; S > 1: genera (part "
+                                           "shapes and colours) of S species that differ "
+                                           "only in their part patterns, unseen classes in "
+                                           "pairs of one genus (fine-grained, like CUB)"),
             "cache_dir": Field(PATH, "~/.cache/sgma_keras/builtin",
                                doc="where the generated set is cached"),
         },

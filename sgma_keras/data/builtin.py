@@ -24,7 +24,12 @@ quarter of the part. Average-pooled by N (a model's global view with `global_siz
 crops sample, tells them apart: the detail that needs zooming in. `colour_attribute=False`
 makes the part colours a per-image nuisance instead of class attributes (12 dimensions).
 
-Position, orientation (any angle), body size and part size are random per image. At a
+Fine-grained classes (`species_per_genus` S > 1): a genus is a combination of the part
+shapes and colours (what a coarse view sees); its S species differ only in the head and
+tail patterns, like bird species told apart by their markings. The unseen classes then
+come in pairs of one genus, so telling unseen classes apart needs the patterns.
+
+Position, orientation (any angle, or head up within `max_tilt` degrees), body size and part size are random per image. At a
 112-pixel input a part is 9-13 pixels wide: its colour, shape and the bands/dot of its
 pattern remain visible (the bands are 1/6 and the dot 0.44 of the part side).
 
@@ -96,7 +101,8 @@ _PATTERN_INK = (25, 25, 25)
 # --- Classes -------------------------------------------------------------------------
 
 
-def sample_classes(num_classes, seed=0, min_distance=2, colour_attribute=True):
+def sample_classes(num_classes, seed=0, min_distance=2, colour_attribute=True,
+                   species_per_genus=1):
     """Seeded class definitions: (num_classes, 6) attribute value indices, one column
     per `ATTRIBUTE_GROUPS` entry.
 
@@ -107,7 +113,14 @@ def sample_classes(num_classes, seed=0, min_distance=2, colour_attribute=True):
     With `colour_attribute=False` the part colours are not class attributes: their
     columns hold -1 and every image draws its part colours at random (a nuisance), so
     a class is told only by part shapes and patterns.
+
+    With `species_per_genus` S > 1, `num_classes / S` genera (part shapes and colours,
+    any two differing in `min_distance` of them) each get S species with distinct
+    (head pattern, tail pattern) pairs; class `c` belongs to genus `c // S`.
     """
+    if species_per_genus > 1:
+        return _sample_species(num_classes, seed, min_distance, colour_attribute,
+                               species_per_genus)
     groups = [g for g, (name, _) in enumerate(ATTRIBUTE_GROUPS)
               if colour_attribute or not name.endswith("_colour")]
     sizes = [len(ATTRIBUTE_GROUPS[g][1]) for g in groups]
@@ -132,6 +145,34 @@ def sample_classes(num_classes, seed=0, min_distance=2, colour_attribute=True):
     attrs = np.full((num_classes, len(ATTRIBUTE_GROUPS)), -1, dtype=np.int64)
     attrs[:, groups] = np.stack(chosen)
     return attrs
+
+
+_PATTERN_GROUPS = (2, 5)
+
+
+def _sample_species(num_classes, seed, min_distance, colour_attribute, per_genus):
+    pairs = len(PATTERNS) ** 2
+    if num_classes % per_genus or not 1 < per_genus <= pairs:
+        raise DataError(
+            f"builtin: species_per_genus must be in [2, {pairs}] and divide num_classes "
+            f"({num_classes}); got {per_genus}."
+        )
+    coarse = sample_classes(num_classes // per_genus, seed, min_distance, colour_attribute)
+    rng = np.random.default_rng([seed, 4])
+    used = np.zeros((len(_PATTERN_GROUPS), len(PATTERNS)))
+    attrs = []
+    for genus in coarse:
+        # Pattern pairs of the least used values first, so every value is common.
+        order = rng.permutation(pairs)
+        combos = np.array([divmod(int(i), len(PATTERNS)) for i in order])
+        rarity = used[0][combos[:, 0]] + used[1][combos[:, 1]]
+        for head, tail in combos[np.argsort(rarity, kind="stable")[:per_genus]]:
+            species = genus.copy()
+            species[list(_PATTERN_GROUPS)] = head, tail
+            used[0][head] += 1
+            used[1][tail] += 1
+            attrs.append(species)
+    return np.stack(attrs)
 
 
 def _class_groups(class_attrs):
@@ -165,19 +206,40 @@ def class_name(index, attrs):
     return f"{index:02d}.{head}_head.{tail}_tail"
 
 
-def choose_unseen(class_attrs, num_unseen, seed=0, tries=200):
+def choose_unseen(class_attrs, num_unseen, seed=0, tries=200, species_per_genus=1):
     """Seeded unseen classes such that every attribute value appears among the seen
-    classes; of `tries` random draws keeps the one whose rarest value is most common."""
+    classes; of `tries` random draws keeps the one whose rarest value is most common.
+
+    With `species_per_genus` S > 1 the unseen classes are pairs of species of one genus
+    (`num_unseen / 2` genera), each genus keeping S - 2 seen species.
+    """
     num_classes = len(class_attrs)
     if not 0 < num_unseen < num_classes:
         raise DataError(
             f"builtin: num_unseen must be in [1, {num_classes - 1}]; got {num_unseen}."
         )
+    per_genus = species_per_genus
+    if per_genus > 1 and (num_unseen % 2 or per_genus < 3
+                          or num_unseen // 2 > num_classes // per_genus):
+        raise DataError(
+            f"builtin: with species_per_genus={per_genus}, num_unseen ({num_unseen}) must "
+            f"be even, at most twice the {num_classes // per_genus} genera, and "
+            "species_per_genus at least 3 (each genus keeps a seen species)."
+        )
     semantics = class_semantics(class_attrs)
     rng = np.random.default_rng([seed, 2])
+
+    def draw():
+        if per_genus == 1:
+            return rng.choice(num_classes, size=num_unseen, replace=False)
+        genera = rng.choice(num_classes // per_genus, size=num_unseen // 2, replace=False)
+        return np.concatenate(
+            [g * per_genus + rng.choice(per_genus, size=2, replace=False) for g in genera]
+        )
+
     best, best_score = None, 0
     for _ in range(tries):
-        unseen = rng.choice(num_classes, size=num_unseen, replace=False)
+        unseen = draw()
         seen = np.setdiff1d(np.arange(num_classes), unseen)
         score = semantics[seen].sum(axis=0).min()
         if score > best_score:
@@ -468,7 +530,7 @@ def _write_atomic(path, data):
 
 
 def _generation_params(num_classes, num_images, image_size, seed, part_size, quality,
-                       pattern_period, colour_attribute, max_tilt=180):
+                       pattern_period, colour_attribute, max_tilt=180, species_per_genus=1):
     params = {
         "version": FORMAT_VERSION,
         "num_classes": int(num_classes),
@@ -484,6 +546,8 @@ def _generation_params(num_classes, num_images, image_size, seed, part_size, qua
         params["colour_attribute"] = False
     if max_tilt < 180:
         params["max_tilt"] = float(max_tilt)
+    if species_per_genus > 1:
+        params["species_per_genus"] = int(species_per_genus)
     return params
 
 
@@ -526,6 +590,7 @@ def _generate(root, params):
     class_attrs = sample_classes(
         params["num_classes"], params["seed"],
         colour_attribute=params.get("colour_attribute", True),
+        species_per_genus=params.get("species_per_genus", 1),
     )
     names = [class_name(i, a) for i, a in enumerate(class_attrs)]
     for name in names:
@@ -580,6 +645,7 @@ def make_builtin_dataset(
     pattern_period=0,
     colour_attribute=True,
     max_tilt=180,
+    species_per_genus=1,
 ):
     """Generates (or reuses) the built-in dataset under `root`; see the module docstring.
 
@@ -600,6 +666,8 @@ def make_builtin_dataset(
             them a per-image nuisance (classes told by part shapes and patterns).
         max_tilt: the head points within this many degrees of straight up; 180 (the
             default) draws any orientation.
+        species_per_genus: 1 (default): classes drawn freely; S > 1: genera of S
+            species that differ only in their part patterns (see the module docstring).
 
     Returns:
         ZeroShotData with `part_names` ("head", "tail"), `part_locs` and `part_boxes`.
@@ -624,7 +692,7 @@ def make_builtin_dataset(
     os.makedirs(root, exist_ok=True)
     params = _generation_params(
         num_classes, num_images, image_size, seed, part_size, jpeg_quality, pattern_period,
-        colour_attribute, max_tilt,
+        colour_attribute, max_tilt, species_per_genus,
     )
     manifest = _read_manifest(root)
     if not _is_complete(root, manifest, params):
@@ -655,7 +723,8 @@ def load_builtin_dataset(root, num_unseen=6, val_fraction=0.2, test_seen_fractio
 def _to_zero_shot_data(root, manifest, num_unseen, val_fraction, test_fraction):
     seed = manifest["params"]["seed"]
     class_attrs = np.asarray(manifest["class_attributes"])
-    unseen = choose_unseen(class_attrs, num_unseen, seed)
+    unseen = choose_unseen(class_attrs, num_unseen, seed,
+                           species_per_genus=manifest["params"].get("species_per_genus", 1))
     seen = np.setdiff1d(np.arange(len(class_attrs)), unseen)
     everything = ImageSplit(
         paths=[os.path.join(root, f) for f in manifest["files"]],

@@ -33,7 +33,9 @@ marked (+) are optional extras of this loader.
         side), jpeg_quality (+): 90, pattern_period (+): 0 (fine part patterns of this
         period in pixels; 0: coarse ones), colour_attribute (+): true (false: part
         colours are a per-image nuisance, not class attributes), max_tilt (+): 180 (the
-        head points within this many degrees of straight up; 180: any orientation)}.
+        head points within this many degrees of straight up; 180: any orientation),
+        species_per_genus (+): 1 (S > 1: genera of S species that differ only in their
+        part patterns; the unseen classes come in pairs of one genus)}.
     raw: {class_split: null, parts (+): true} for "cub_raw"/"awa2_raw". class_split is a
         class split file (`readers.read_class_split`): a JSON object {"unseen": [names],
         "seen": [names] (optional), "val": [names] (optional)} or a text file with one
@@ -80,6 +82,7 @@ DATA_CONFIG_DEFAULTS = {
         "pattern_period": 0,
         "colour_attribute": True,
         "max_tilt": 180.0,
+        "species_per_genus": 1,
     },
     "raw": {"class_split": None, "parts": True},
     "flowers": {
@@ -158,6 +161,8 @@ def builtin_folder(cfg):
         name += "_nocolour"
     if b.get("max_tilt", 180) < 180:
         name += f"_tilt{b['max_tilt']:g}"
+    if b.get("species_per_genus", 1) > 1:
+        name += f"_sp{b['species_per_genus']}"
     return os.path.join(os.path.expanduser(b["cache_dir"]), name)
 
 

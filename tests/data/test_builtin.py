@@ -208,3 +208,27 @@ def test_max_tilt_keeps_the_head_up(tmp_path):
     assert json.load(open(tmp_path / builtin.MANIFEST))["params"]["max_tilt"] == 30.0
     with pytest.raises(DataError, match="max_tilt must be in \\[0, 180\\]"):
         make_builtin_dataset(str(tmp_path / "bad"), max_tilt=200)
+
+
+def test_species_of_a_genus_differ_only_in_patterns(tmp_path):
+    """species_per_genus=4: classes come in genera sharing part shapes and colours, the
+    species of a genus have distinct pattern pairs, and the unseen classes are pairs of
+    species of one genus (a coarse view cannot tell them apart)."""
+    attrs = builtin.sample_classes(24, seed=0, species_per_genus=4)
+    coarse, patterns = attrs[:, [0, 1, 3, 4]], attrs[:, [2, 5]]
+    for genus in range(6):
+        members = slice(4 * genus, 4 * genus + 4)
+        assert len(np.unique(coarse[members], axis=0)) == 1
+        assert len(np.unique(patterns[members], axis=0)) == 4
+    assert len(np.unique(coarse, axis=0)) == 6
+    assert np.bincount(patterns[:, 0], minlength=3).min() >= 6  # every value common
+    unseen = builtin.choose_unseen(attrs, 6, seed=0, species_per_genus=4)
+    assert sorted(np.bincount(unseen // 4).tolist())[-3:] == [2, 2, 2]
+    data = make_builtin_dataset(str(tmp_path), num_classes=12, num_images=48,
+                                image_size=64, num_unseen=4, species_per_genus=3)
+    assert np.all(np.bincount(np.asarray(data.unseen_classes) // 3) % 2 == 0)
+    assert json.load(open(tmp_path / builtin.MANIFEST))["params"]["species_per_genus"] == 3
+    with pytest.raises(DataError, match="species_per_genus must be in \\[2, 9\\] and divide"):
+        builtin.sample_classes(10, species_per_genus=4)
+    with pytest.raises(DataError, match="num_unseen \\(3\\) must be even"):
+        builtin.choose_unseen(attrs, 3, species_per_genus=4)
