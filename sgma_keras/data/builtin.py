@@ -72,7 +72,7 @@ from sgma_keras.data.zsl_data import split_images_per_class
 from sgma_keras.data.zsl_data import split_seen_classes
 from sgma_keras.data.zsl_data import train_val_splits
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: fine "solid" parts are the pooled tint of the others
 MANIFEST = "builtin_manifest.json"
 _INCOMPLETE = ".builtin_incomplete"
 
@@ -409,16 +409,15 @@ def _pattern_decorator(pattern, polygon_centre, side, axis):
 
 
 def _fine_pattern_patch(polygon, centre, axis, colour, pattern, period):
-    """The part's fill with a fine pattern of `period` pixels, or None for "solid".
+    """The part's fill with a fine pattern of `period` pixels.
 
     Fine patterns are drawn per pixel in the part's own frame: "striped" is a grating
     of ink lines across the outward axis, "spotted" a lattice of square dots; both put
     ink on a quarter of the part (exactly, for a period that is a multiple of 4 and an
-    axis-aligned part), so an image average-pooled by `period` shows one tint for both
-    and only the full-resolution image tells them apart (see the module docstring).
+    axis-aligned part), and "solid" is the flat mix of 3/4 colour and 1/4 ink. An image
+    average-pooled by `period` shows one tint for all three; only the full-resolution
+    image tells them apart (see the module docstring).
     """
-    if pattern == "solid":
-        return None
     # The patch box of `_paste_polygon`.
     x0, y0 = np.floor(polygon.min(axis=0)).astype(int) - 1
     x1, y1 = np.ceil(polygon.max(axis=0)).astype(int) + 1
@@ -426,11 +425,14 @@ def _fine_pattern_patch(polygon, centre, axis, colour, pattern, period):
     offset = np.stack([xs - centre[0], ys - centre[1]], axis=-1)
     along = offset @ np.asarray(axis) / period
     across = offset @ np.array([-axis[1], axis[0]]) / period
+    patch = np.empty(offset.shape[:2] + (3,), np.uint8)
+    if pattern == "solid":
+        patch[:] = np.round(0.75 * np.asarray(colour) + 0.25 * np.asarray(_PATTERN_INK))
+        return Image.fromarray(patch, "RGB")
     if pattern == "striped":
         ink = (across % 1.0) < 0.25
     else:  # Square dots of side period / 2.
         ink = (np.abs((along % 1.0) - 0.5) < 0.25) & (np.abs((across % 1.0) - 0.5) < 0.25)
-    patch = np.empty(ink.shape + (3,), np.uint8)
     patch[:] = colour
     patch[ink] = _PATTERN_INK
     return Image.fromarray(patch, "RGB")
@@ -505,7 +507,7 @@ def render_image(class_attrs, rng, size, part_size=(0.08, 0.12), pattern_period=
         if pattern_period:
             patch = _fine_pattern_patch(polygon, part_centre, direction, fill, pattern,
                                         pattern_period)
-            _paste_polygon(image, polygon, fill if patch is None else patch)
+            _paste_polygon(image, polygon, patch)
         else:
             decorate = _pattern_decorator(pattern, part_centre, side, direction)
             _paste_polygon(image, polygon, fill, decorate)

@@ -146,22 +146,23 @@ def test_bad_parameters(tmp_path):
 
 
 def test_fine_patterns_are_equal_tints_once_pooled():
-    """Fine stripes and dots cover the same share of the part with ink: pooled by the
-    period they are one tint; at full resolution they differ (1-D vs 2-D)."""
+    """Fine stripes, dots and the solid fill put the same ink on the part: pooled by the
+    period they are one tint; at full resolution they differ (flat, 1-D, 2-D)."""
     polygon = np.array([[8.0, 8.0], [56.0, 8.0], [56.0, 56.0], [8.0, 56.0]])
     patches = {
         p: np.asarray(builtin._fine_pattern_patch(polygon, (32.0, 32.0), (1.0, 0.0),
                                                   (200, 40, 40), p, 4), np.float32)
-        for p in ("striped", "spotted")
+        for p in builtin.PATTERNS
     }
-    assert builtin._fine_pattern_patch(polygon, (32, 32), (1, 0), (0, 0, 0), "solid", 4) is None
     inner = {p: v[9:49, 9:49, 0] for p, v in patches.items()}  # whole periods
-    ink = {p: (v < 100).mean() for p, v in inner.items()}
+    ink = {p: (v < 100).mean() for p, v in inner.items() if p != "solid"}
     assert ink["striped"] == ink["spotted"] == 0.25
     pooled = {p: v.reshape(10, 4, 10, 4).mean(axis=(1, 3)) for p, v in inner.items()}
-    assert abs(pooled["striped"].mean() - pooled["spotted"].mean()) < 10
-    assert pooled["striped"].std() < 1 and pooled["spotted"].std() < 1  # flat tints
-    # Full resolution: stripes are constant along the axis, dots are not.
+    tints = [pooled[p].mean() for p in builtin.PATTERNS]
+    assert max(tints) - min(tints) < 2, tints
+    assert all(pooled[p].std() < 1 for p in builtin.PATTERNS)  # flat tints
+    # Full resolution: solid is flat, stripes are constant along the axis, dots are not.
+    assert inner["solid"].std() == 0
     assert inner["striped"].std(axis=1).max() < 1 and inner["spotted"].std(axis=1).max() > 10
 
 
