@@ -502,12 +502,16 @@ def main(argv=None):
             )
     env = environment(records, args.threads)
     json_path, md_path = output_paths(args.out)
-    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-    with open(json_path, "w") as handle:
-        json.dump(dict(environment=env, args=vars(args), records=records), handle, indent=2)
+    # Only now does this (parent) process import sgma_keras, for its crash-safe
+    # writers; a backend that is installed keeps it importable on a machine
+    # without TensorFlow.
+    os.environ.setdefault("KERAS_BACKEND", args.backends.split(",")[0])
+    sys.path.insert(0, ROOT)
+    from sgma_keras.atomic_io import write_json_atomic, write_text_atomic
+
+    write_json_atomic(json_path, dict(environment=env, args=vars(args), records=records))
     text = markdown(records, env)
-    with open(md_path, "w") as handle:
-        handle.write(text)
+    write_text_atomic(md_path, text)
     print()
     print(text)
     print(f"wrote {json_path} and {md_path}")

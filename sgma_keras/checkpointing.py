@@ -11,41 +11,17 @@ import os
 
 import keras
 
-
-def _temporary_name(path, suffix):
-    folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, f".tmp-{os.getpid()}-{name[: -len(suffix)]}{suffix}")
-
-
-def _replace(tmp, path):
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+from sgma_keras.atomic_io import atomic_save, write_json_atomic
 
 
 def save_model_atomic(model, path):
     """`model.save(path)` (a `.keras` file), atomically."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = _temporary_name(path, ".keras")
-    model.save(tmp)
-    _replace(tmp, path)
+    atomic_save(path, model.save)
 
 
 def save_weights_atomic(model, path):
     """`model.save_weights(path)` (a `.weights.h5` file), atomically."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = _temporary_name(path, ".weights.h5")
-    model.save_weights(tmp)
-    _replace(tmp, path)
-
-
-def write_json_atomic(path, obj):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = _temporary_name(path, ".json")
-    with open(tmp, "w") as handle:
-        json.dump(obj, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    _replace(tmp, path)
+    atomic_save(path, model.save_weights)
 
 
 def _finite(logs):

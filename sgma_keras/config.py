@@ -34,8 +34,9 @@ import math
 import os
 import platform
 import sys
-import tempfile
 from typing import Any, Callable, Iterable, Mapping
+
+from .atomic_io import write_text_atomic
 
 __all__ = [
     "PATH",
@@ -829,24 +830,6 @@ def config_to_json(cfg: Mapping) -> str:
     return json.dumps(cfg, indent=2, allow_nan=False) + "\n"
 
 
-def _atomic_write(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _versions() -> dict:
     import keras  # lazy: config.py itself stays import-light
 
@@ -877,9 +860,9 @@ def save_resolved_config(cfg: Mapping, run_dir: str | os.PathLike) -> str:
     run_dir = os.fspath(run_dir)
     os.makedirs(run_dir, exist_ok=True)
     config_path = os.path.join(run_dir, "config.json")
-    _atomic_write(config_path, config_to_json(cfg))
-    _atomic_write(os.path.join(run_dir, "versions.json"),
-                  json.dumps(_versions(), indent=2) + "\n")
+    write_text_atomic(config_path, config_to_json(cfg))
+    write_text_atomic(os.path.join(run_dir, "versions.json"),
+                      json.dumps(_versions(), indent=2) + "\n")
     return config_path
 
 

@@ -20,12 +20,11 @@ scores wins.
 
 import csv
 import io
-import json
-import math
-import os
-import uuid
 
 import numpy as np
+
+# The atomic writers live in atomic_io; write_json_atomic stays part of this API.
+from sgma_keras.atomic_io import atomic_write, json_ready, write_json_atomic, write_text_atomic
 
 __all__ = [
     "per_class_accuracy",
@@ -429,7 +428,7 @@ def plot_seen_unseen_curve(s, u, path, title="Seen-unseen accuracy curve", marke
     ax.set_title(f"{title}\nAUSUC = {ausuc(s, u):.4f}")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    _atomic_write(path, lambda f: fig.savefig(f, format="png"), binary=True)
+    atomic_write(path, lambda f: fig.savefig(f, format="png"), binary=True)
 
 
 # --------------------------------------------------------------------------
@@ -511,7 +510,7 @@ def part_localisation_score(boxes, part_locs, part_names=None):
             p = int(np.nanargmax(row))
             best.append({"gt_part": part_names[p], "hit_rate": float(row[p])})
 
-    return _json_ready(
+    return json_ready(
         {
             "num_images": n_valid,
             "part_hit_rate": part_hit_rate,
@@ -526,80 +525,6 @@ def part_localisation_score(boxes, part_locs, part_names=None):
 # --------------------------------------------------------------------------
 # Result files
 # --------------------------------------------------------------------------
-
-
-def _json_ready(obj):
-    """NumPy values to Python ones; NaN / inf to None (strict JSON)."""
-    if isinstance(obj, dict):
-        return {
-            k if isinstance(k, str) else str(k): _json_ready(v) for k, v in obj.items()
-        }
-    if isinstance(obj, (list, tuple)):
-        return [_json_ready(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _json_ready(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer, int)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
-def _atomic_write(path, write_fn, binary=False):
-    """Writes `path` through a temp file in its folder and `os.replace`.
-
-    A crash mid-write leaves either the old file or none, never a truncated
-    one. `write_fn(file)` does the writing.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        os.makedirs(folder, exist_ok=True)
-        # os.open with 0o666 lets the umask set the permissions, as for a
-        # plain open() (tempfile would make the result private).
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as e:
-        raise OSError(
-            e.errno,
-            f"Cannot write {path!r}: cannot create a file in folder "
-            f"{folder!r} ({e.strerror})",
-        ) from e
-    try:
-        text_args = {} if binary else {"encoding": "utf-8", "newline": ""}
-        with os.fdopen(fd, "wb" if binary else "w", **text_args) as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    try:  # Make the rename itself durable (POSIX); best effort elsewhere.
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
-def write_json_atomic(path, obj, indent=2):
-    """Writes `obj` as JSON to `path` atomically.
-
-    NumPy scalars and arrays are converted, and non-finite floats become
-    `null` so the file is strict JSON. The data goes to a temporary file in
-    the same folder, is flushed and fsync'ed, then `os.replace`d onto `path`:
-    a crash never leaves a truncated results file. Missing parent folders are
-    created; an `OSError` naming `path` is raised if the folder is not
-    writable.
-    """
-    text = json.dumps(_json_ready(obj), indent=indent, allow_nan=False, sort_keys=False)
-    _atomic_write(path, lambda f: f.write(text + "\n"))
 
 
 def write_per_class_csv(path, class_names, accs_by_setting):
@@ -637,4 +562,4 @@ def write_per_class_csv(path, class_names, accs_by_setting):
         cells = ["" if c not in accs else f"{accs[c]:.6f}" for accs in by_setting]
         writer.writerow([c, name, *cells])
     text = buffer.getvalue()
-    _atomic_write(path, lambda f: f.write(text))
+    write_text_atomic(path, text)

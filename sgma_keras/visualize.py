@@ -15,9 +15,9 @@ Inputs follow the model's outputs:
 Arrays may be NumPy arrays or tensors of any Keras backend.
 """
 
-import os
-
 import numpy as np
+
+from sgma_keras.atomic_io import atomic_write
 
 __all__ = ["box_to_pixel_rect", "plot_attention_grid", "plot_part_crops"]
 
@@ -95,10 +95,7 @@ def _draw_box(ax, box, height, width, color, label=None):
 
 
 def _save(fig, path):
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, format="png")
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png"), binary=True)
 
 
 def plot_attention_grid(

@@ -59,12 +59,12 @@ import json
 import math
 import os
 import shutil
-import tempfile
 
 import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
+from sgma_keras.atomic_io import write_bytes_atomic
 from sgma_keras.data.zsl_data import DataError
 from sgma_keras.data.zsl_data import ImageSplit
 from sgma_keras.data.zsl_data import ZeroShotData
@@ -519,18 +519,6 @@ def render_image(class_attrs, rng, size, part_size=(0.08, 0.12), pattern_period=
 # --- Dataset on disk -----------------------------------------------------------------
 
 
-def _write_atomic(path, data):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _generation_params(num_classes, num_images, image_size, seed, part_size, quality,
                        pattern_period, colour_attribute, max_tilt=180, species_per_genus=1):
     params = {
@@ -612,7 +600,7 @@ def _generate(root, params):
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=params["jpeg_quality"])
         rel = f"images/{names[label]}/{i:05d}.jpg"
-        _write_atomic(os.path.join(root, rel), buffer.getvalue())
+        write_bytes_atomic(os.path.join(root, rel), buffer.getvalue(), fsync=False)
         files.append(rel)
         locs.append(part_locs.tolist())
         boxes.append(part_boxes.tolist())
@@ -628,7 +616,7 @@ def _generate(root, params):
         "part_locs": locs,
         "part_boxes": boxes,
     }
-    _write_atomic(manifest_path, json.dumps(manifest).encode("utf-8"))
+    write_bytes_atomic(manifest_path, json.dumps(manifest).encode("utf-8"))
     os.remove(marker)
     return manifest
 

@@ -8,13 +8,13 @@ as object arrays of `str` (for char cells) or arrays.
 """
 
 import os
-import tempfile
 import time
 
 import h5py
 import numpy as np
 import scipy.io
 
+from sgma_keras.atomic_io import atomic_save
 from sgma_keras.data.zsl_data import DataError
 
 
@@ -154,21 +154,16 @@ def save_mat(path, variables, version="5"):
     Values: numeric arrays (1-D arrays become N x 1 columns, as in the proposed split),
     or lists of strings (written as N x 1 cell arrays of char).
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".mat.tmp")
-    os.close(fd)
-    try:
+    if version not in ("5", "7.3"):
+        raise ValueError(f"version must be '5' or '7.3', got {version!r}.")
+
+    def save(tmp):
         if version == "5":
             scipy.io.savemat(tmp, _to_scipy(variables), oned_as="column")
-        elif version == "7.3":
-            _save_hdf5(tmp, variables)
         else:
-            raise ValueError(f"version must be '5' or '7.3', got {version!r}.")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+            _save_hdf5(tmp, variables)
+
+    atomic_save(path, save)
 
 
 def _to_scipy(variables):

@@ -14,10 +14,10 @@ required. All TFDS splits are pooled; the zero-shot protocol comes from
 
 import json
 import os
-import tempfile
 
 import numpy as np
 
+from sgma_keras.atomic_io import write_bytes_atomic
 from sgma_keras.data import raw_common
 from sgma_keras.data import readers
 from sgma_keras.data.zsl_data import DataError
@@ -31,13 +31,6 @@ _MANIFEST = "manifest.json"
 
 def _extension(data):
     return ".png" if data.startswith(b"\x89PNG") else ".jpg"
-
-
-def _write_atomic(path, data):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def export_tfds_images(name, cache_dir, data_dir=None, download=False):
@@ -89,7 +82,7 @@ def export_tfds_images(name, cache_dir, data_dir=None, download=False):
         for i, example in enumerate(tfds.as_numpy(ds)):
             data, label = bytes(example["image"]), int(example["label"])
             rel = f"{split}/{i:05d}{_extension(data)}"
-            _write_atomic(os.path.join(out_dir, rel), data)
+            write_bytes_atomic(os.path.join(out_dir, rel), data, fsync=False)
             files.append(rel)
             labels.append(label)
             if "label_name" in example:
@@ -97,7 +90,7 @@ def export_tfds_images(name, cache_dir, data_dir=None, download=False):
     if names == [str(i) for i in range(num_classes)]:  # Unnamed labels.
         names = [text_names.get(i, f"class_{i + 1:03d}") for i in range(num_classes)]
     manifest = {"name": name, "files": files, "labels": labels, "class_names": names}
-    _write_atomic(manifest_path, json.dumps(manifest).encode("utf-8"))
+    write_bytes_atomic(manifest_path, json.dumps(manifest).encode("utf-8"))
     return [os.path.join(out_dir, p) for p in files], np.asarray(labels, np.int64), names
 
 
