@@ -33,13 +33,17 @@ VARIANTS = {
 METRICS = ("zsl_top1", "gzsl_u", "gzsl_s", "gzsl_h", "localisation")
 
 
-def run_variant(config, variant, seed, output):
-    """Trains and evaluates one (variant, seed); returns its metrics."""
+def run_variant(config, variant, seed, output, extra_overrides=()):
+    """Trains and evaluates one (variant, seed); returns its metrics.
+
+    `extra_overrides` ("key=value" strings) apply to every variant, before
+    the variant's own, e.g. a loss-weight sweep over the whole study.
+    """
     from sgma_keras import training
     from sgma_keras.config import load_config
 
     run_dir = os.path.join(output, "runs", f"{variant}_seed{seed}")
-    overrides = VARIANTS[variant] + [
+    overrides = list(extra_overrides) + VARIANTS[variant] + [
         # The dataset is the same for every run (its own seed); the model's varies.
         f"seed={seed}", f"output_dir={run_dir}", "train.tensorboard=false",
     ]
@@ -67,10 +71,46 @@ def summarise(runs):
         row = {}
         for metric in METRICS:
             values = [r[metric] for r in per_seed if r.get(metric) is not None]
-            row[metric] = (float(np.mean(values)), float(np.std(values))) if values else None
+            # Sample standard deviation (ddof=1): with 3 seeds the population
+            # one would understate the spread by a factor of 1.22.
+            spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            row[metric] = (float(np.mean(values)), spread) if values else None
         row["seeds"] = len(per_seed)
         table[variant] = row
     return table
+
+
+# The paper's claims: (statement, better variant, worse variant, metric).
+CLAIMS = (
+    ("learned parts localise the annotated parts better than random boxes",
+     "full", "random", "localisation"),
+    ("global + local beats global only (ZSL top-1)", "full", "global", "zsl_top1"),
+    ("compactness + diversity improve localisation", "full", "no_cpt_div", "localisation"),
+    ("compactness + diversity improve accuracy (ZSL top-1)", "full", "no_cpt_div", "zsl_top1"),
+    ("the class-center triplet loss improves accuracy (ZSL top-1)", "full", "no_cct", "zsl_top1"),
+)
+
+
+def check_claims(table):
+    """Each claim of `CLAIMS` checked on `table`, as Markdown bullet lines.
+
+    A claim holds when the better variant's mean exceeds the worse one's by
+    more than two standard deviations of the seed spread (the larger of the
+    two); a difference within that band is "not shown".
+    """
+    lines = []
+    for statement, better, worse, metric in CLAIMS:
+        a, b = (table.get(better) or {}).get(metric), (table.get(worse) or {}).get(metric)
+        if a is None or b is None:
+            lines.append(f"- {statement}: not measured ({better} or {worse} missing)")
+            continue
+        gap, band = a[0] - b[0], 2 * max(a[1], b[1])
+        verdict = "holds" if gap > band else ("reversed" if gap < -band else "not shown")
+        lines.append(
+            f"- {statement}: **{verdict}** ({better} {100 * a[0]:.1f} vs {worse} "
+            f"{100 * b[0]:.1f}, difference {100 * gap:+.1f}, 2 sd = {100 * band:.1f})"
+        )
+    return lines
 
 
 def markdown(table, command, machine):
@@ -85,7 +125,9 @@ def markdown(table, command, machine):
         cells = " | ".join(cell(row[m]) for m in METRICS)
         lines.append(f"| {variant} | {cells} | {row['seeds']} |")
     lines += ["", f"Command: `{command}`", f"Machine: {machine}",
-              "Mean ± standard deviation over seeds, in %."]
+              "Mean ± sample standard deviation (ddof=1) over seeds, in %.", "",
+              "The paper's claims (a claim holds when the difference exceeds two standard "
+              "deviations of the seed spread):", ""] + check_claims(table)
     return "\n".join(lines) + "\n"
 
 
@@ -95,6 +137,8 @@ def bar_plot(table, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+
+    from sgma_keras.atomic_io import atomic_write
 
     variants = list(table)
     fig, ax = plt.subplots(figsize=(9, 4))
@@ -109,8 +153,31 @@ def bar_plot(table, path):
     ax.legend(fontsize=8)
     ax.set_title("SGMA ablation on the built-in dataset")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120), binary=True)
     plt.close(fig)
+
+
+def check_same_study(record_path, runs, config, overrides):
+    """Refuses to resume (or report) runs made with another config or --set."""
+    for variant, records in runs.items():
+        for record in records:
+            # Records written before the study settings were recorded pass.
+            made_with = (record.get("config", config), record.get("overrides", overrides))
+            if made_with != (config, overrides):
+                raise SystemExit(
+                    f"{record_path}: {variant} seed {record['seed']} was made with --config "
+                    f"{made_with[0]} --set {made_with[1]}, not --config {config} --set "
+                    f"{overrides}. Use another --output for another study."
+                )
+
+
+def describe_machine(records, this_machine, this_backend, elapsed):
+    """Where and how long the recorded runs trained (not just this invocation)."""
+    machines = sorted({r.get("machine", this_machine) for r in records}) or [this_machine]
+    backends = sorted({r.get("backend", this_backend) for r in records}) or [this_backend]
+    seconds = sum(r.get("seconds", 0.0) for r in records)
+    return (f"{'; '.join(machines)}, backend {', '.join(backends)}; {len(records)} runs, "
+            f"{seconds:.0f} s of training and evaluation in all ({elapsed:.0f} s this invocation)")
 
 
 def main(argv=None):
@@ -119,6 +186,9 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--output", default="results/ablation")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value in every variant, e.g. --set "
+                             "loss.cpt_weight=0.1 (repeatable; use a new --output)")
     parser.add_argument("--report-only", action="store_true",
                         help="summarise the runs recorded so far without training more")
     args = parser.parse_args(argv)
@@ -127,7 +197,7 @@ def main(argv=None):
 
     import keras
 
-    from sgma_keras.evaluation_utils import write_json_atomic
+    from sgma_keras.atomic_io import write_json_atomic, write_text_atomic
     from sgma_keras.training import main_logging
 
     main_logging()
@@ -137,26 +207,31 @@ def main(argv=None):
     if os.path.exists(record_path):  # resume a study that was interrupted
         with open(record_path) as handle:
             runs = json.load(handle)
+        check_same_study(record_path, runs, args.config, args.overrides)
     started = time.time()
+    this_machine = f"{platform.machine()}, {os.cpu_count()} cores"
     # Seeds outermost: an interrupted study still has every variant at some seeds.
     for seed in args.seeds:
         for variant in args.variants:
             done = [r for r in runs.get(variant, []) if r["seed"] == seed]
             if done or args.report_only:
                 continue
-            result = run_variant(args.config, variant, seed, args.output)
-            result["seed"] = seed
+            result = run_variant(args.config, variant, seed, args.output, args.overrides)
+            result.update(seed=seed, config=args.config, overrides=args.overrides,
+                          machine=this_machine, backend=keras.backend.backend())
             runs.setdefault(variant, []).append(result)
             write_json_atomic(record_path, runs)
             print(f"{variant} seed {seed}: " + ", ".join(
                 f"{k}={v:.3f}" for k, v in result.items() if isinstance(v, float)), flush=True)
     table = summarise({v: runs[v] for v in args.variants if v in runs})
-    command = "python benchmarks/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    machine = (f"{platform.machine()}, {os.cpu_count()} cores, backend "
-               f"{keras.backend.backend()}, {time.time() - started:.0f} s this invocation")
+    # The command that makes the table (--report-only only re-reads it).
+    args_given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
+    command = "python benchmarks/ablation.py " + " ".join(args_given)
+    machine = describe_machine(
+        [r for v in args.variants for r in runs.get(v, [])], this_machine,
+        keras.backend.backend(), time.time() - started)
     write_json_atomic(os.path.join(args.output, "ablation.json"), table)
-    with open(os.path.join(args.output, "ablation.md"), "w") as handle:
-        handle.write(markdown(table, command, machine))
+    write_text_atomic(os.path.join(args.output, "ablation.md"), markdown(table, command, machine))
     bar_plot(table, os.path.join(args.output, "ablation.png"))
     print(markdown(table, command, machine))
 
