@@ -5,6 +5,7 @@ Every test model uses the same small shapes (32 px images, 16 px parts, a
 session instead of once per test.
 """
 
+import importlib.util
 import os
 import tempfile
 
@@ -185,3 +186,13 @@ def gradients(fn, variables):
     return float(numpy(loss)), [
         None if g is None else numpy(g).astype("float64") for g in grads
     ]
+
+
+def load_benchmark(name):
+    """Imports `benchmarks/<name>.py` (a folder of scripts, not a package) as a module."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        f"benchmark_{name}", os.path.join(root, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -4,22 +4,16 @@ Training itself is covered by test_training.py; here the recorded runs are
 made up, so the report logic is tested in a second.
 """
 
-import importlib.util
 import json
-import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def ablation():
-    spec = importlib.util.spec_from_file_location(
-        "ablation_script", os.path.join(ROOT, "benchmarks", "ablation.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ablation")
 
 
 def _runs(zsl, loc, config="configs/ablation.json", overrides=()):

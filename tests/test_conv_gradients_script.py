@@ -1,21 +1,14 @@
 """benchmarks/conv_gradients.py runs on every backend and its gradients are right."""
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location(
-        "conv_gradients_script", os.path.join(ROOT, "benchmarks", "conv_gradients.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("conv_gradients")
 
 
 def test_gradients_match_finite_differences(script):
