@@ -206,7 +206,14 @@ def main(argv=None):
     runs = {}
     if os.path.exists(record_path):  # resume a study that was interrupted
         with open(record_path) as handle:
-            runs = json.load(handle)
+            try:
+                runs = json.load(handle)
+            except ValueError as error:
+                raise SystemExit(f"{record_path}: not the JSON record of a study ({error}); "
+                                 "move it away or use another --output.") from None
+        if not isinstance(runs, dict):
+            raise SystemExit(f"{record_path}: expected an object {{variant: [runs]}}, "
+                             f"got {type(runs).__name__}; use another --output.")
         check_same_study(record_path, runs, args.config, args.overrides)
     started = time.time()
     this_machine = f"{platform.machine()}, {os.cpu_count()} cores"

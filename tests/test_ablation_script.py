@@ -77,3 +77,11 @@ def test_resuming_with_other_settings_is_refused(ablation, tmp_path):
     (tmp_path / "runs.json").write_text(json.dumps(_runs(ZSL, LOC, overrides=["loss.cpt_weight=0.1"])))
     with pytest.raises(SystemExit, match="runs.json: .*loss.cpt_weight=0.1.*another --output"):
         ablation.main(["--config", "configs/ablation.json", "--output", str(tmp_path), "--report-only"])
+
+
+@pytest.mark.parametrize("text", ["{trunc", "[1, 2]"])
+def test_a_broken_record_is_named_and_kept(ablation, tmp_path, text):
+    (tmp_path / "runs.json").write_text(text)
+    with pytest.raises(SystemExit, match="runs.json: "):
+        ablation.main(["--output", str(tmp_path), "--report-only"])
+    assert (tmp_path / "runs.json").read_text() == text  # nothing overwritten

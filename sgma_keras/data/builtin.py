@@ -29,8 +29,8 @@ shapes and colours (what a coarse view sees); its S species differ only in the h
 tail patterns, like bird species told apart by their markings. The unseen classes then
 come in pairs of one genus, so telling unseen classes apart needs the patterns.
 
-Position, orientation (any angle, or head up within `max_tilt` degrees), body size and part size are random per image. At a
-112-pixel input a part is 9-13 pixels wide: its colour, shape and the bands/dot of its
+Position, orientation (any angle, or head up within `max_tilt` degrees), body size and
+part size are random per image. At a 112-pixel input a part is 9-13 pixels wide: its colour, shape and the bands/dot of its
 pattern remain visible (the bands are 1/6 and the dot 0.44 of the part side).
 
 A class is a combination of the six part attributes (3*4*3 head values x 3*4*3 tail
