@@ -5,12 +5,12 @@ Writes results.json (ZSL top-1, GZSL u/s/H, calibrated GZSL with the constant
 chosen on the validation split, AUSUC, part localisation), per-class
 accuracies (CSV) and figures (seen-unseen curve, attention maps, part crops)
 into the results folder. The backend comes from KERAS_BACKEND. See
-`sgma_keras/evaluation.py`.
+`sgma_keras/workflow/evaluation.py`.
 """
 
 import sys
 
-from sgma_keras.evaluation import main
+from sgma_keras.workflow.cli import evaluate_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(evaluate_main())

@@ -5,12 +5,12 @@
 The SavedModel's `serving_default` signature takes uint8 images [None, S, S, 3]
 and returns `scores` over all classes, `predicted_class`, `predicted_name` and
 the part `boxes`. Works from any KERAS_BACKEND (the export itself runs under
-TensorFlow). See `sgma_keras/export.py`.
+TensorFlow). See `sgma_keras/workflow/export.py`.
 """
 
 import sys
 
-from sgma_keras.export import main
+from sgma_keras.workflow.cli import export_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(export_main())

@@ -39,12 +39,12 @@ def run_variant(config, variant, seed, output, extra_overrides=()):
     `extra_overrides` ("key=value" strings) apply to every variant, before
     the variant's own, e.g. a loss-weight sweep over the whole study.
     """
-    from sgma_keras import training
+    from sgma_keras.workflow import training
     from sgma_keras.config import load_config
 
     run_dir = os.path.join(output, "runs", f"{variant}_seed{seed}")
     overrides = list(extra_overrides) + VARIANTS[variant] + [
-        # The dataset is the same for every run (its own seed); the model's varies.
+        # The dataset is the same for every run (the config pins data.seed); the model's varies.
         f"seed={seed}", f"output_dir={run_dir}", "train.tensorboard=false",
     ]
     cfg = load_config(config, overrides)
@@ -198,7 +198,7 @@ def main(argv=None):
     import keras
 
     from sgma_keras.atomic_io import write_json_atomic, write_text_atomic
-    from sgma_keras.training import main_logging
+    from sgma_keras.workflow.training import main_logging
 
     main_logging()
     os.makedirs(args.output, exist_ok=True)

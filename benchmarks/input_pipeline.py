@@ -43,7 +43,7 @@ def measure_demo_training(config="configs/demo.json", steps=8):
 
     from sgma_keras.config import load_config
     from sgma_keras.model import SGMA
-    from sgma_keras.training import make_optimizer
+    from sgma_keras.workflow.build import make_optimizer
 
     cfg = load_config(config)
     size, batch = cfg["input"]["image_size"], cfg["input"]["batch_size"]

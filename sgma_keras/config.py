@@ -36,7 +36,8 @@ import platform
 import sys
 from typing import Any, Callable, Iterable, Mapping
 
-from .atomic_io import write_text_atomic
+from sgma_keras.atomic_io import write_text_atomic
+from sgma_keras.errors import UserError
 
 __all__ = [
     "PATH",
@@ -45,6 +46,7 @@ __all__ = [
     "SCHEMA",
     "load_config",
     "validate_config",
+    "resolve_section",
     "default_config",
     "parse_override",
     "apply_overrides",
@@ -58,7 +60,7 @@ PATH = "path"  # Field type marker: a filesystem path (a non-empty string)
 _MISSING = object()
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """Invalid configuration; ``errors`` lists each problem, prefixed by its key path."""
 
     def __init__(self, errors: str | Iterable[str], source: str | None = None):
@@ -262,6 +264,19 @@ SCHEMA: dict[str, Any] = {
         "bad_images": Field(str, "error", choices=("error", "skip"),
                             doc="missing or unreadable image: stop with an error, or skip it "
                                 "with a warning"),
+        "seed": Field(int, None, min=0,
+                      doc="seed of the generated class/image splits (and of the built-in "
+                          "images); null: the run's `seed`"),
+        "name": Field(str, None,
+                      doc="dataset name in results; null: from the source (proposed_split: "
+                          "the split_dir folder name upper-cased, CUB/AWA2/FLO have their "
+                          "released split sizes checked)"),
+        "unseen_fraction": Field(float, 0.25, gt=0, lt=1,
+                                 doc="raw and TFDS sources without a class split file: share "
+                                     "of the classes made unseen by a seeded split"),
+        "test_seen_fraction": Field(float, 0.2, gt=0, lt=1,
+                                    doc="builtin, raw and TFDS sources: share of each seen "
+                                        "class's images held out as test_seen"),
         "builtin": {
             "num_classes": Field(int, 24, min=2, doc="classes of the built-in synthetic set"),
             "num_unseen": Field(int, 6, min=1, doc="of which unseen (test-only) classes"),
@@ -298,20 +313,37 @@ SCHEMA: dict[str, Any] = {
                           doc="TensorFlow Datasets name (source tfds)"),
             "data_dir": Field(PATH, None, doc="TFDS data_dir; null: the TFDS default"),
             "class_split": Field(PATH, None, exists="file",
-                                 doc="seen/unseen class split file; null: the loader's default"),
-            "semantics_file": Field(PATH, None, exists="file",
-                                    doc="class semantic vectors file; null: the loader's default"),
+                                 doc="seen/unseen class split file; null: a seeded split of "
+                                     "data.unseen_fraction"),
+            "semantics_file": Field(PATH, None, exists="file", required_for=("tfds",),
+                                    doc="class semantic vectors file (.npy, .mat, text), one "
+                                        "row per TFDS label"),
+            "semantics_key": Field(str, None,
+                                   doc="variable of a .mat semantics_file; null: `att`"),
+            "cache_dir": Field(PATH, "~/.cache/sgma_keras/tfds",
+                               doc="where the TFDS images are exported once as files"),
+            "download": Field(bool, False,
+                              doc="let TFDS download and prepare the dataset (needs the "
+                                  "network); false: it must be prepared in data_dir"),
         },
         "flowers": {
             "class_split": Field(PATH, None, exists="file",
                                  doc="seen/unseen class split file (flowers_raw)"),
-            "semantics_file": Field(PATH, None, exists="file",
+            "semantics_file": Field(PATH, None, exists="file", required_for=("flowers_raw",),
                                     doc="class semantic vectors file (flowers_raw)"),
+            "semantics_key": Field(str, None,
+                                   doc="variable of a .mat semantics_file; null: `att`"),
+            "class_names_file": Field(PATH, None, exists="file",
+                                      doc="one class name per line in label order; null: "
+                                          "class_001 ... class_102"),
         },
         "raw": {
             "class_split": Field(PATH, None, exists="file",
                                  doc="seen/unseen class split file (cub_raw, awa2_raw); null: "
                                      "the loader's default"),
+            "parts": Field(bool, True,
+                           doc="cub_raw: read parts/part_locs.txt (for the part "
+                               "localisation score)"),
         },
     },
     "input": {
@@ -323,7 +355,6 @@ SCHEMA: dict[str, Any] = {
                                  "are always sampled from the full image [choice]"),
         "batch_size": Field(int, 32, min=1, doc="training batch size [paper: 32]"),
         "cache": Field(bool, False, doc="cache decoded, resized images in memory"),
-        "shuffle_buffer": Field(int, 2048, min=0, doc="shuffle buffer in images (0: no shuffle)"),
         "deterministic": Field(bool, False, doc="deterministic input pipeline order (slower)"),
         "augment": {
             "flip": Field(bool, True, doc="random horizontal flips of training images"),
@@ -358,6 +389,10 @@ SCHEMA: dict[str, Any] = {
         "attention_reduction": Field(int, 16, min=1,
                                      doc="channel reduction r of the attention FC layers "
                                          "(hidden width C/r)"),
+        "attention_normalize": Field(bool, True,
+                                     doc="divide each attention map's weighted channel sum "
+                                         "by the sum of its weights (false: the spec's plain "
+                                         "weighted sum, which saturates the sigmoid) [choice]"),
         "cnet_hidden": Field(int, 128, min=1, doc="hidden units of f_CNet (map -> box)"),
         "min_side": Field(float, 0.25, gt=0, max=1,
                           doc="smallest part box side, share of the image side [choice]"),
@@ -785,6 +820,9 @@ def validate_config(raw: Mapping, *, check_paths: bool = True, schema: Mapping |
         raise ConfigError(errors, source=source)
     if isinstance(cfg.get("output_dir"), str) and isinstance(cfg.get("name"), str):
         cfg["output_dir"] = cfg["output_dir"].replace("{name}", cfg["name"])
+    data = cfg.get("data")
+    if isinstance(data, dict) and data.get("seed") is None and "seed" in cfg:
+        data["seed"] = cfg["seed"]  # the resolved config records the seed actually used
     return cfg
 
 
@@ -814,6 +852,18 @@ def load_config(path: str | os.PathLike | None, overrides: Iterable[str] = (), *
     raw = apply_overrides(raw, overrides, schema, errors)
     return validate_config(raw, check_paths=check_paths, schema=schema, source=source,
                            _errors=errors)
+
+
+def resolve_section(name: str, values: Mapping | None, *, check_paths: bool = False) -> dict:
+    """One top-level section (e.g. "data") validated against the schema, defaults filled.
+
+    For code that takes a section on its own (``load_dataset(cfg["data"])``): a resolved
+    section passes unchanged; a partial one is completed. Keys a resolved config fills
+    from other sections (``data.seed`` from ``seed``) take the defaults of those.
+    """
+    if values is not None and not isinstance(values, Mapping):
+        raise ConfigError(f"{name}: expected a section (JSON object), got {_show(values)}")
+    return validate_config({name: dict(values or {})}, check_paths=check_paths)[name]
 
 
 def default_config() -> dict:
@@ -875,33 +925,3 @@ def schema_markdown(schema: Mapping | None = None) -> str:
         doc = field.doc.replace("|", "\\|")
         rows.append(f"| `{path}` | {field.type_markdown()} | `{default}` | {doc} |")
     return "\n".join(rows) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m sgma_keras.config [CONFIG] [--set K=V ...]``: print the resolved config."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m sgma_keras.config",
-                                     description="Validate a config and print it resolved.")
-    parser.add_argument("config", nargs="?", help="JSON config (default: the defaults)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a key, e.g. model.num_parts=3")
-    parser.add_argument("--no-check-paths", action="store_true",
-                        help="do not check that data paths exist")
-    parser.add_argument("--markdown", action="store_true",
-                        help="print the schema as a Markdown table and exit")
-    args = parser.parse_args(argv)
-    if args.markdown:
-        sys.stdout.write(schema_markdown())
-        return 0
-    try:
-        cfg = load_config(args.config, args.overrides, check_paths=not args.no_check_paths)
-    except ConfigError as e:
-        print(e, file=sys.stderr)
-        return 2
-    sys.stdout.write(config_to_json(cfg))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from sgma_keras.layers.constants import cached_constant
+from sgma_keras.tensor_cache import cached_constant
 
 
 def _f32(x):
@@ -105,7 +105,7 @@ def embedding_softmax_loss(labels, scores, seen_classes=None):
     if seen_classes is not None:
         seen = cached_constant(seen_classes, "int32", like=labels)
         scores = ops.take(scores, seen, axis=1)
-        labels = _seen_index(labels, seen_classes)
+        labels = seen_index(labels, seen_classes)
     return ops.mean(
         keras.losses.sparse_categorical_crossentropy(labels, scores, from_logits=True)
     )
@@ -150,7 +150,7 @@ def _seen_lookup(seen_classes):
     return lookup
 
 
-def _seen_index(labels, seen_classes):
+def seen_index(labels, seen_classes):
     """Maps global class ids to positions in `seen_classes` (static ids).
 
     The lookup table is built and converted once per `seen_classes` array

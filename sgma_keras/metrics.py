@@ -7,7 +7,7 @@ that frequent classes do not dominate. This differs from the per-sample
 accuracy reported by `keras.metrics.SparseCategoricalAccuracy` whenever the
 test classes are imbalanced.
 
-Conventions (shared with the model and `sgma_keras.evaluation_utils`):
+Conventions (shared with the model and `sgma_keras.zero_shot`):
 
 - labels are *global* class ids, `0 <= y < num_classes`, over all classes of
   the dataset (seen and unseen);
@@ -87,6 +87,8 @@ class _PerClassCounts(keras.metrics.Metric):
         dtype=None,
     ):
         super().__init__(name=name, dtype=dtype)
+        # Accuracies go up: Keras callbacks in mode "auto" read this (MonitorCallback).
+        self._direction = "up"
         num_classes = int(num_classes)
         if num_classes < 1:
             raise ValueError(f"`num_classes` must be positive. Received: {num_classes}")

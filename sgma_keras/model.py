@@ -13,6 +13,59 @@ from sgma_keras.layers.semantic_embedding import as_semantic_matrix
 PART_MODES = ("attention", "random", "none")
 LOSS_TERMS = ("loss_cpt", "loss_div", "loss_cls", "loss_cct")
 
+# What each training stage of the model trains (attribute names of its sub-networks;
+# None: all of them) and which loss terms it optimises. The workflow's stage table
+# (`sgma_keras.workflow.training.STAGES`) runs these with `set_stage`.
+MODEL_STAGES = {
+    "warmup": {"trains": ("global_backbone", "embedding"), "losses": ("loss_cls",)},
+    "joint": {"trains": None, "losses": LOSS_TERMS},
+}
+
+# SGMA argument -> argument of the layer that takes it. The model builds its layers
+# from this table, and `tests/test_build.py` checks that every layer argument is
+# either here or in LAYER_INTERNAL_ARGS, so no layer option is out of a config's reach.
+LAYER_ARGS = {
+    "MultiAttention": {
+        "num_parts": "num_parts",
+        "attention_reduction": "reduction",
+        "attention_normalize": "normalize",
+    },
+    "PartCropper": {
+        "num_parts": "num_parts",
+        "local_size": "output_size",
+        "cnet_hidden": "hidden_units",
+        "min_side": "min_side",
+        "max_side": "max_side",
+        "boxcar_steepness": "steepness",
+        "peak_temperature": "peak_temperature",
+        "part_mode": "box_source",
+        "seed": "seed",
+    },
+    "SemanticEmbedding": {
+        "semantics": "semantics",
+        "embedding_normalize": "normalize",
+        "embedding_scale": "scale",
+        "embedding_learn_scale": "learn_scale",
+    },
+    "ClassCenterHead": {
+        "seen_semantics": "seen_semantics",
+        "semantics": "semantics",
+        "latent_dim": "latent_dim",
+        "ridge_lambda": "ridge_lambda",
+    },
+}
+# Layer arguments set by the model itself, not by an SGMA argument.
+LAYER_INTERNAL_ARGS = {
+    "ImagePreprocessing": {"mode": "follows the backbone (caffe for VGG/ResNet)"},
+}
+
+_LAYERS = {
+    "MultiAttention": MultiAttention,
+    "PartCropper": PartCropper,
+    "SemanticEmbedding": SemanticEmbedding,
+    "ClassCenterHead": ClassCenterHead,
+}
+
 
 @keras.saving.register_keras_serializable(package="sgma_keras")
 class SGMA(keras.Model):
@@ -115,6 +168,44 @@ class SGMA(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        # The constructor arguments, as get_config returns them (the class set is
+        # read back from the layers, since set_class_semantics changes it).
+        self._args = dict(
+            image_size=int(image_size),
+            local_size=int(local_size),
+            global_size=None if global_size is None else int(global_size),
+            backbone=backbone,
+            weights=None,  # the trained weights travel with the saved model
+            feature_layer=feature_layer,
+            tiny_width=int(tiny_width),
+            num_parts=int(num_parts),
+            part_mode=part_mode,
+            share_part_backbones=bool(share_part_backbones),
+            separate_attention_backbone=bool(separate_attention_backbone),
+            attention_reduction=int(attention_reduction),
+            attention_normalize=bool(attention_normalize),
+            cnet_hidden=int(cnet_hidden),
+            min_side=float(min_side),
+            max_side=float(max_side),
+            boxcar_steepness=float(boxcar_steepness),
+            peak_temperature=float(peak_temperature),
+            embedding_normalize=bool(embedding_normalize),
+            embedding_scale=float(embedding_scale),
+            embedding_learn_scale=bool(embedding_learn_scale),
+            center_enabled=bool(center_enabled),
+            latent_dim=int(latent_dim),
+            ridge_lambda=float(ridge_lambda),
+            gamma_cc=float(gamma_cc),
+            cpt_weight=float(cpt_weight),
+            div_weight=float(div_weight),
+            cls_weight=float(cls_weight),
+            cct_weight=float(cct_weight),
+            div_margin=float(div_margin),
+            cct_margin=float(cct_margin),
+            cpt_sigma=float(cpt_sigma),
+            div_reduction=div_reduction,
+            seed=seed,
+        )
         semantics = as_semantic_matrix(semantics, owner="SGMA")
         seen = None if seen_classes is None else np.asarray(seen_classes, dtype="int64")
         global_size = image_size if global_size is None else global_size
@@ -152,50 +243,27 @@ class SGMA(keras.Model):
         self.multi_attention = None
         self.cropper = None
         self.part_backbones = []
+        args = dict(self._args, semantics=semantics, seen_semantics=None)
         if part_mode == "attention":
             if self.separate_attention_backbone:
                 self.attention_backbone = backbone_at(self.global_size, "attention_backbone")
-            self.multi_attention = MultiAttention(
-                num_parts, attention_reduction, attention_normalize, name="multi_attention"
-            )
+            self.multi_attention = _layer("MultiAttention", args, "multi_attention")
         if part_mode != "none":
-            self.cropper = PartCropper(
-                num_parts, local_size, cnet_hidden, min_side, max_side, boxcar_steepness,
-                peak_temperature, box_source=part_mode, seed=seed, name="part_cropper",
-            )
+            self.cropper = _layer("PartCropper", args, "part_cropper")
             count = 1 if self.share_part_backbones else num_parts
             self.part_backbones = [
                 backbone_at(self.local_size, f"part_backbone_{i}") for i in range(count)
             ]
-        self.embedding = SemanticEmbedding(
-            semantics, embedding_normalize, embedding_scale, embedding_learn_scale,
-            name="semantic_embedding",
-        )
+        self.embedding = _layer("SemanticEmbedding", args, "semantic_embedding")
         if seen_semantics is None:
             seen_semantics = semantics[seen]
+        args["seen_semantics"] = seen_semantics
         # Kept on the model too: without the class-center branch, it is what
         # lets `set_class_semantics` and reloading work after a swap that drops
         # training classes (`seen_classes` is then None).
         self.seen_semantics = as_semantic_matrix(seen_semantics, owner="SGMA (seen_semantics)")
         self.center_head = (
-            ClassCenterHead(seen_semantics, semantics, latent_dim, ridge_lambda, name="class_center")
-            if self.center_enabled
-            else None
-        )
-        self._init_args = dict(
-            weights=None,  # the trained weights travel with the saved model
-            attention_reduction=int(attention_reduction),
-            attention_normalize=bool(attention_normalize),
-            cnet_hidden=int(cnet_hidden),
-            min_side=float(min_side),
-            max_side=float(max_side),
-            boxcar_steepness=float(boxcar_steepness),
-            peak_temperature=float(peak_temperature),
-            embedding_normalize=bool(embedding_normalize),
-            embedding_scale=float(embedding_scale),
-            embedding_learn_scale=bool(embedding_learn_scale),
-            latent_dim=int(latent_dim),
-            ridge_lambda=float(ridge_lambda),
+            _layer("ClassCenterHead", args, "class_center") if self.center_enabled else None
         )
         self.loss_trackers = [keras.metrics.Mean(name=name) for name in LOSS_TERMS]
 
@@ -336,17 +404,18 @@ class SGMA(keras.Model):
                 "every training class; set them back before training or evaluating a loss."
             )
         w = self.loss_weights_
+        wanted = MODEL_STAGES[self.stage]["losses"]
         terms = {
             "loss_cls": losses.embedding_softmax_loss(y, y_pred["embedding_scores"], self.seen_classes)
         }
         total = w["cls"] * terms["loss_cls"]
-        if "attention_maps" in y_pred:
+        if "attention_maps" in y_pred and "loss_cpt" in wanted:
             maps = y_pred["attention_maps"]
             terms["loss_cpt"] = losses.compactness_loss(maps, self.cpt_sigma)
             terms["loss_div"] = losses.diversity_loss(maps, self.div_margin, self.div_reduction)
             total += w["cpt"] * terms["loss_cpt"] + w["div"] * terms["loss_div"]
-        if "latent" in y_pred:
-            seen_index = losses._seen_index(ops.reshape(ops.cast(y, "int32"), (-1,)), self.seen_classes)
+        if "latent" in y_pred and "loss_cct" in wanted:
+            seen_index = losses.seen_index(ops.reshape(ops.cast(y, "int32"), (-1,)), self.seen_classes)
             terms["loss_cct"] = losses.class_center_triplet_loss(
                 seen_index, y_pred["latent"], self.center_head.normalized_centers(), self.cct_margin
             )
@@ -368,10 +437,31 @@ class SGMA(keras.Model):
         self.test_function = None
         self.predict_function = None
 
+    def sub_networks(self):
+        """{attribute name: layer or list of layers} of every trainable part."""
+        return {
+            "global_backbone": self.global_backbone,
+            "attention_backbone": self.attention_backbone,
+            "multi_attention": self.multi_attention,
+            "part_backbones": self.part_backbones,
+            "cropper": self.cropper,
+            "embedding": self.embedding,
+            "center_head": self.center_head,
+        }
+
     def set_stage(self, stage):
-        """"warmup" (global branch, softmax loss) or "joint" (the full model)."""
-        if stage not in ("warmup", "joint"):
-            raise ValueError(f"SGMA: stage must be 'warmup' or 'joint', got {stage!r}.")
+        """Sets a stage of `MODEL_STAGES`: what the forward pass computes, which
+        sub-networks train and which loss terms `compute_loss` adds.
+
+        "warmup": the global branch alone, softmax loss; "joint": the full model.
+        """
+        if stage not in MODEL_STAGES:
+            raise ValueError(f"SGMA: stage must be one of {tuple(MODEL_STAGES)}, got {stage!r}.")
+        trains = MODEL_STAGES[stage]["trains"]
+        for name, layers in self.sub_networks().items():
+            for layer in layers if isinstance(layers, list) else [layers]:
+                if layer is not None:
+                    layer.trainable = trains is None or name in trains
         self.stage = stage
         self.reset_compiled_functions()
 
@@ -453,34 +543,20 @@ class SGMA(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update(self._init_args)
+        config.update(self._args)
         config.update(
+            global_size=self.global_size,
             semantics=self.semantics.tolist(),
             seen_classes=None if self.seen_classes is None else self.seen_classes.tolist(),
             seen_semantics=self.seen_semantics.tolist(),
-            image_size=self.image_size,
-            local_size=self.local_size,
-            global_size=self.global_size,
-            backbone=self.backbone_name,
-            feature_layer=self.feature_layer,
-            tiny_width=self.tiny_width,
-            num_parts=self.num_parts,
-            part_mode=self.part_mode,
-            share_part_backbones=self.share_part_backbones,
-            separate_attention_backbone=self.separate_attention_backbone,
-            center_enabled=self.center_enabled,
-            gamma_cc=self.gamma_cc,
-            cpt_weight=self.loss_weights_["cpt"],
-            div_weight=self.loss_weights_["div"],
-            cls_weight=self.loss_weights_["cls"],
-            cct_weight=self.loss_weights_["cct"],
-            div_margin=self.div_margin,
-            cct_margin=self.cct_margin,
-            cpt_sigma=self.cpt_sigma,
-            div_reduction=self.div_reduction,
-            seed=self.seed,
         )
         return config
+
+
+def _layer(class_name, args, name):
+    """Layer `class_name` built from the SGMA arguments `args` through `LAYER_ARGS`."""
+    kwargs = {layer_arg: args[arg] for arg, layer_arg in LAYER_ARGS[class_name].items()}
+    return _LAYERS[class_name](name=name, **kwargs)
 
 
 def _scale_for_replicas(loss):

@@ -1,4 +1,4 @@
-"""evaluate.py / sgma_keras.evaluation on a tiny model and a tiny on-disk dataset."""
+"""evaluate.py / sgma_keras.workflow.evaluation on a tiny model and a tiny on-disk dataset."""
 
 import csv
 import json
@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from sgma_keras import evaluation
+from sgma_keras.workflow import checkpoints, cli, evaluation
 from sgma_keras.data.zsl_data import ImageSplit, ZeroShotData
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -128,7 +128,7 @@ def cli_run(setup):
     mp = pytest.MonkeyPatch()
     mp.setattr(evaluation, "load_data", lambda cfg: setup["data"])
     try:
-        code = evaluation.main(["--config", setup["config"], "--keras-metrics"])
+        code = cli.evaluate_main(["--config", setup["config"], "--keras-metrics"])
     finally:
         mp.undo()
     out = os.path.join(os.path.dirname(setup["config"]), "run", "eval")
@@ -202,7 +202,7 @@ def test_cli_part_localisation(cli_run):
 def test_missing_checkpoint(setup, data_seam, tmp_path, capsys):
     data_seam(None)
     missing = str(tmp_path / "nope.keras")
-    code = evaluation.main(["--config", setup["config"], "--checkpoint", missing,
+    code = cli.evaluate_main(["--config", setup["config"], "--checkpoint", missing,
                             "--output", str(tmp_path / "out")])
     assert code == 1
     err = capsys.readouterr().err
@@ -211,7 +211,7 @@ def test_missing_checkpoint(setup, data_seam, tmp_path, capsys):
 
 def test_checkpoint_not_matching_image_size(setup, data_seam, tmp_path, capsys):
     data_seam(None)  # found before the dataset is loaded
-    code = evaluation.main(["--config", setup["config"], "--set", "input.image_size=64",
+    code = cli.evaluate_main(["--config", setup["config"], "--set", "input.image_size=64",
                             "--output", str(tmp_path / "out")])
     assert code == 1
     err = capsys.readouterr().err
@@ -222,7 +222,7 @@ def test_checkpoint_not_matching_image_size(setup, data_seam, tmp_path, capsys):
 def test_checkpoint_not_matching_classes(setup, data_seam, tmp_path, capsys):
     other = make_tiny_data(str(tmp_path / "data7"), num_classes=7)
     data_seam(other)
-    code = evaluation.main(["--config", setup["config"], "--output", str(tmp_path / "out")])
+    code = cli.evaluate_main(["--config", setup["config"], "--output", str(tmp_path / "out")])
     assert code == 1
     err = capsys.readouterr().err
     assert "number of classes" in err and "6" in err and "7" in err
@@ -230,7 +230,7 @@ def test_checkpoint_not_matching_classes(setup, data_seam, tmp_path, capsys):
 
 def test_semantic_matrix_of_wrong_width(setup, data_seam, tmp_path, capsys):
     data_seam(make_tiny_data(str(tmp_path / "wide"), semantic_dim=SEM_DIM + 2))
-    code = evaluation.main(["--config", setup["config"], "--output", str(tmp_path / "out")])
+    code = cli.evaluate_main(["--config", setup["config"], "--output", str(tmp_path / "out")])
     assert code == 1
     err = capsys.readouterr().err
     assert "semantic width" in err and f"{SEM_DIM}-d" in err and f"{SEM_DIM + 2}-d" in err
@@ -240,7 +240,7 @@ def test_results_folder_not_writable(setup, data_seam, tmp_path, capsys):
     data_seam(None)  # checked before the data and the model are loaded
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    code = evaluation.main(["--config", setup["config"], "--output", str(blocker / "eval")])
+    code = cli.evaluate_main(["--config", setup["config"], "--output", str(blocker / "eval")])
     assert code == 1
     err = capsys.readouterr().err
     assert "not writable" in err and str(blocker / "eval") in err
@@ -250,7 +250,7 @@ def test_not_a_keras_file(setup, data_seam, tmp_path, capsys):
     data_seam(None)
     bogus = tmp_path / "model.weights.h5"
     bogus.write_bytes(b"\x89HDF\r\n\x1a\n" + b"0" * 64)
-    code = evaluation.main(["--config", setup["config"], "--checkpoint", str(bogus),
+    code = cli.evaluate_main(["--config", setup["config"], "--checkpoint", str(bogus),
                             "--output", str(tmp_path / "out")])
     assert code == 1
     assert "not a readable .keras model file" in capsys.readouterr().err
@@ -260,7 +260,7 @@ def test_model_trained_on_validation_classes_is_not_calibrated(setup):
     """A trainval model cannot calibrate on the val classes: no silent leak."""
     description = {"semantics": setup["data"].semantics, "seen_classes": np.array(SEEN),
                    "image_size": IMAGE_SIZE}
-    evaluation.check_checkpoint_matches(description, None, setup["data"])  # seen: fine
+    checkpoints.check_checkpoint_matches(description, None, setup["data"])  # seen: fine
     from sgma_keras.config import load_config
 
     cfg = load_config(setup["config"], check_paths=False)

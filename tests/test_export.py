@@ -1,4 +1,4 @@
-"""export.py / sgma_keras.export: SavedModel of a tiny model, checked from a fresh
+"""export.py / sgma_keras.workflow.export: SavedModel of a tiny model, checked from a fresh
 TensorFlow-only process and with saved_model_cli."""
 
 import concurrent.futures
@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from sgma_keras import evaluation, export
+from sgma_keras.workflow import build, cli, export
 from tests.test_evaluation import IMAGE_SIZE, make_tiny_model, write_config
 
 NUM_CLASSES, SEM_DIM, NEW_CLASSES = 6, 5, 9
@@ -83,7 +83,7 @@ def exported(tmp_path_factory):
         return export.export_model(model, str(root / "base"), class_names=names)
 
     def export_swapped():  # command line, from the checkpoint, new class set
-        return export.main(["--checkpoint", checkpoint, "--output", str(root / "swapped"),
+        return cli.export_main(["--checkpoint", checkpoint, "--output", str(root / "swapped"),
                             "--semantics", str(root / "new.npy"),
                             "--class-names", str(root / "new.txt")])
 
@@ -187,7 +187,7 @@ def test_swapped_semantics_give_the_new_classes(exported):
 
 
 def _run_cli(args, capsys):
-    code = export.main(args)
+    code = cli.export_main(args)
     return code, capsys.readouterr().err
 
 
@@ -211,7 +211,7 @@ def test_class_names_not_matching_semantics(exported, tmp_path, capsys):
 
 
 def test_checkpoint_not_matching_config(exported, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(evaluation, "load_data", lambda cfg: pytest.fail("data loaded"))
+    monkeypatch.setattr(build, "load_data", lambda cfg: pytest.fail("data loaded"))
     config = write_config(tmp_path / "c.json", tmp_path / "run", input={"image_size": 64,
                                                                        "local_size": 16})
     code, err = _run_cli(["--config", config, "--checkpoint", exported["checkpoint"],
@@ -242,5 +242,5 @@ def test_existing_export_needs_overwrite(exported, capsys):
 
 def test_cli_needs_config_or_checkpoint_and_output(capsys):
     with pytest.raises(SystemExit):
-        export.main(["--checkpoint", "x.keras"])
+        cli.export_main(["--checkpoint", "x.keras"])
     assert "--config" in capsys.readouterr().err

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from sgma_keras import evaluation_utils
+from sgma_keras import zero_shot
 from sgma_keras.metrics import GZSLAccuracy, PerClassAccuracy, ZSLAccuracy
 
 
@@ -181,13 +181,13 @@ def test_evaluate_flattens_gzsl_and_matches_numpy():
     )
     logs = model.evaluate(scores, labels, batch_size=16, verbose=0, return_dict=True)
 
-    expected = evaluation_utils.gzsl_accuracy(scores, labels, seen, unseen, 0.3)
+    expected = zero_shot.gzsl_accuracy(scores, labels, seen, unseen, 0.3)
     assert logs["gzsl_u"] == pytest.approx(expected["u"], abs=1e-6)
     assert logs["gzsl_s"] == pytest.approx(expected["s"], abs=1e-6)
     assert logs["gzsl_h"] == pytest.approx(expected["h"], abs=1e-6)
-    zsl, _ = evaluation_utils.zsl_accuracy(scores, labels, unseen)
+    zsl, _ = zero_shot.zsl_accuracy(scores, labels, unseen)
     assert logs["zsl_acc"] == pytest.approx(zsl, abs=1e-6)
-    acc_all, _ = evaluation_utils.per_class_accuracy(
+    acc_all, _ = zero_shot.per_class_accuracy(
         scores, labels, range(num_classes), range(num_classes)
     )
     assert logs["acc_all"] == pytest.approx(acc_all, abs=1e-6)

@@ -10,7 +10,7 @@ import time
 import keras
 import pytest
 
-from sgma_keras import training
+from sgma_keras.workflow import training
 from sgma_keras.config import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,7 +9,6 @@
 
 from sgma_keras.data.builtin import load_builtin_dataset
 from sgma_keras.data.builtin import make_builtin_dataset
-from sgma_keras.data.loader import DATA_CONFIG_DEFAULTS
 from sgma_keras.data.loader import load_dataset
 from sgma_keras.data.loader import resolve_data_config
 from sgma_keras.data.pipeline import DEFAULT_AUGMENT

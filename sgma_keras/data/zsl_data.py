@@ -19,10 +19,12 @@ import dataclasses
 
 import numpy as np
 
+from sgma_keras.errors import UserError
+
 SPLIT_NAMES = ("trainval", "test_seen", "test_unseen", "train", "val")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Bad dataset input. The message names the file (and line or key) and what was
     expected, so a user can fix the data without reading a traceback."""
 

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from sgma_keras.layers.constants import cached_constant
-from sgma_keras.layers.semantic_embedding import _l2_normalize, as_semantic_matrix
+from sgma_keras.tensor_cache import cached_constant
+from sgma_keras.layers.semantic_embedding import l2_normalize, as_semantic_matrix
 
 
 def ridge_transfer(seen_semantics, semantics, ridge_lambda, seen_rows=None):
@@ -113,13 +113,13 @@ class ClassCenterHead(keras.layers.Layer):
 
     def normalized_centers(self):
         """(num_seen, latent) L2-normalised learned centres, in float32."""
-        return _l2_normalize(ops.cast(self.centers, "float32"))
+        return l2_normalize(ops.cast(self.centers, "float32"))
 
     def call(self, features):
-        u_hat = _l2_normalize(ops.matmul(features, self.projection) + self.projection_bias)
+        u_hat = l2_normalize(ops.matmul(features, self.projection) + self.projection_bias)
         # Converted once, not per step (a host-to-device copy on PyTorch).
         transfer = cached_constant(self.transfer, "float32", like=u_hat)
-        centers = _l2_normalize(ops.matmul(transfer, self.normalized_centers()))
+        centers = l2_normalize(ops.matmul(transfer, self.normalized_centers()))
         scores = ops.matmul(ops.cast(u_hat, "float32"), ops.transpose(centers))
         return u_hat, ops.cast(scores, self.compute_dtype)
 

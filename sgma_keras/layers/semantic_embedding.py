@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from sgma_keras.layers.constants import cached_constant
+from sgma_keras.tensor_cache import cached_constant
 
 
 def as_semantic_matrix(semantics, expected_dim=None, owner="SemanticEmbedding"):
@@ -103,8 +103,8 @@ class SemanticEmbedding(keras.layers.Layer):
         # Converted once, not per step (a host-to-device copy on PyTorch).
         phi = cached_constant(self.semantics, self.compute_dtype, like=theta)
         if self.normalize:
-            theta = _l2_normalize(theta)
-            phi = _l2_normalize(phi)
+            theta = l2_normalize(theta)
+            phi = l2_normalize(phi)
         projected = ops.einsum("bnc,cd->bnd", theta, self.kernel)
         scores = ops.matmul(ops.sum(projected, axis=1), ops.transpose(phi))
         if self.normalize:
@@ -125,7 +125,9 @@ class SemanticEmbedding(keras.layers.Layer):
         return config
 
 
-def _l2_normalize(x):
-    # Computed in float32: a float16 sum of squares overflows for wide features.
-    x32 = ops.cast(x, "float32")
-    return ops.cast(x32 / ops.sqrt(ops.sum(x32 * x32, axis=-1, keepdims=True) + 1e-12), x.dtype)
+def l2_normalize(x):
+    """`keras.ops.normalize` over the last axis, computed in float32.
+
+    A float16 sum of squares overflows for wide features (mixed precision).
+    """
+    return ops.cast(ops.normalize(ops.cast(x, "float32"), axis=-1), x.dtype)

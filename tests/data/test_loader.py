@@ -3,6 +3,7 @@ import os
 import numpy as np
 import pytest
 
+from sgma_keras.config import ConfigError
 from sgma_keras.data import load_dataset
 from sgma_keras.data import resolve_data_config
 from sgma_keras.data import write_proposed_split
@@ -47,15 +48,15 @@ def test_proposed_split_source(builtin_root, builtin_data, tmp_path):
 
 
 def test_config_errors(builtin_root):
-    with pytest.raises(DataError, match="missing required key 'source'"):
-        load_dataset({"root": builtin_root})
-    with pytest.raises(DataError, match=r"data: unknown keys \['roots'\]"):
+    # The data section is checked by the one schema (sgma_keras.config): ConfigError,
+    # naming the key path.
+    with pytest.raises(ConfigError, match=r"data.roots: unknown key \(did you mean 'root'"):
         load_dataset({"source": "builtin", "roots": builtin_root})
-    with pytest.raises(DataError, match=r"data.builtin: unknown keys \['classes'\]"):
+    with pytest.raises(ConfigError, match=r"data.builtin.classes: unknown key"):
         load_dataset({"source": "builtin", "root": builtin_root, "builtin": {"classes": 3}})
-    with pytest.raises(DataError, match="data.source: expected one of"):
+    with pytest.raises(ConfigError, match="data.source: expected one of"):
         load_dataset({"source": "imagenet", "root": builtin_root})
-    with pytest.raises(DataError, match="data.semantics: expected one of"):
+    with pytest.raises(ConfigError, match="data.semantics: expected one of"):
         load_dataset({"source": "builtin", "root": builtin_root, "semantics": "w2v"})
     with pytest.raises(DataError, match="data.split_dir is required"):
         load_dataset({"source": "proposed_split", "root": builtin_root})

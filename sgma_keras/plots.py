@@ -1,4 +1,5 @@
-"""PNG figures of what the model attends to: attention maps, boxes, part crops.
+"""Every PNG figure of the project: attention maps with part boxes, part crops, and
+the GZSL seen-unseen curve.
 
 Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot),
 so they work headless and never change the process-wide matplotlib backend.
@@ -18,8 +19,9 @@ Arrays may be NumPy arrays or tensors of any Keras backend.
 import numpy as np
 
 from sgma_keras.atomic_io import atomic_write
+from sgma_keras.zero_shot import ausuc
 
-__all__ = ["box_to_pixel_rect", "plot_attention_grid", "plot_part_crops"]
+__all__ = ["box_to_pixel_rect", "plot_attention_grid", "plot_part_crops", "plot_seen_unseen_curve"]
 
 # One colour per part (cycled when there are more parts).
 _PART_COLORS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4"]
@@ -218,3 +220,37 @@ def plot_part_crops(part_images, path, max_images=8):
                 axes[i, k].set_title(f"part {k}", fontsize=8)
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_seen_unseen_curve(s, u, path, title="Seen-unseen accuracy curve", marker=None):
+    """Writes the seen-unseen curve (u against s) to a PNG file.
+
+    Args:
+        s, u: curve from `seen_unseen_curve`.
+        path: output PNG path.
+        title: figure title; AUSUC is appended.
+        marker: optional `(s, u)` operating point to highlight (e.g. the
+            chosen calibration).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    s = np.asarray(s, dtype="float64")
+    u = np.asarray(u, dtype="float64")
+    order = np.lexsort((-u, s))
+    fig = Figure(figsize=(5, 5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(s[order], u[order], "-", color="tab:blue", lw=2)
+    ax.fill_between(s[order], u[order], alpha=0.15, color="tab:blue")
+    if marker is not None:
+        ax.plot([marker[0]], [marker[1]], "o", color="tab:red", label="chosen")
+        ax.legend(loc="upper right")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("s: accuracy on seen classes")
+    ax.set_ylabel("u: accuracy on unseen classes")
+    ax.set_title(f"{title}\nAUSUC = {ausuc(s, u):.4f}")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png"), binary=True)

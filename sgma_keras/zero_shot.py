@@ -1,5 +1,5 @@
-"""NumPy post-processing of collected predictions: accuracies, calibration,
-seen-unseen curves, part localisation scores and crash-safe result files.
+"""Zero-shot maths on collected predictions: accuracies, calibration,
+seen-unseen curves and part localisation scores (NumPy only).
 
 Everything here works on arrays gathered by `model.predict` (see
 `evaluate.py`), with the conventions of `sgma_keras.metrics`:
@@ -18,13 +18,9 @@ Ties are broken like `numpy.argmax`: the lowest class id among the best
 scores wins.
 """
 
-import csv
-import io
-
 import numpy as np
 
-# The atomic writers live in atomic_io; write_json_atomic stays part of this API.
-from sgma_keras.atomic_io import atomic_write, json_ready, write_json_atomic, write_text_atomic
+from sgma_keras.atomic_io import json_ready
 
 __all__ = [
     "per_class_accuracy",
@@ -34,10 +30,7 @@ __all__ = [
     "choose_calibration",
     "seen_unseen_curve",
     "ausuc",
-    "plot_seen_unseen_curve",
     "part_localisation_score",
-    "write_per_class_csv",
-    "write_json_atomic",
 ]
 
 
@@ -397,40 +390,6 @@ def ausuc(s, u):
     return float(np.sum(np.diff(s) * 0.5 * (u[1:] + u[:-1])))
 
 
-def plot_seen_unseen_curve(s, u, path, title="Seen-unseen accuracy curve", marker=None):
-    """Writes the seen-unseen curve (u against s) to a PNG file.
-
-    Args:
-        s, u: curve from `seen_unseen_curve`.
-        path: output PNG path.
-        title: figure title; AUSUC is appended.
-        marker: optional `(s, u)` operating point to highlight (e.g. the
-            chosen calibration).
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    s = np.asarray(s, dtype="float64")
-    u = np.asarray(u, dtype="float64")
-    order = np.lexsort((-u, s))
-    fig = Figure(figsize=(5, 5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.plot(s[order], u[order], "-", color="tab:blue", lw=2)
-    ax.fill_between(s[order], u[order], alpha=0.15, color="tab:blue")
-    if marker is not None:
-        ax.plot([marker[0]], [marker[1]], "o", color="tab:red", label="chosen")
-        ax.legend(loc="upper right")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("s: accuracy on seen classes")
-    ax.set_ylabel("u: accuracy on unseen classes")
-    ax.set_title(f"{title}\nAUSUC = {ausuc(s, u):.4f}")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png"), binary=True)
-
-
 # --------------------------------------------------------------------------
 # Part localisation
 # --------------------------------------------------------------------------
@@ -520,46 +479,3 @@ def part_localisation_score(boxes, part_locs, part_names=None):
             "best_gt_part": best,
         }
     )
-
-
-# --------------------------------------------------------------------------
-# Result files
-# --------------------------------------------------------------------------
-
-
-def write_per_class_csv(path, class_names, accs_by_setting):
-    """Writes per-class accuracies, one row per class, one column per setting.
-
-    Args:
-        path: output CSV path (written atomically).
-        class_names: names indexed by global class id (`None`: ids only).
-        accs_by_setting: `{setting: {class id: accuracy}}`, e.g.
-            `{"zsl": zsl_accuracy(...)[1], "gzsl": gzsl_accuracy(...,
-            per_class=True)["per_class"]}`. Classes missing from a setting
-            get an empty cell.
-
-    Example:
-
-    ```python
-    write_per_class_csv("acc.csv", ["cat", "dog"], {"zsl": {1: 0.5}})
-    # acc.csv:
-    # class_id,class_name,zsl
-    # 1,dog,0.500000
-    ```
-    """
-    settings = list(accs_by_setting)
-    ids = sorted({int(c) for accs in accs_by_setting.values() for c in accs})
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["class_id", "class_name", *settings])
-    # Keys may be ints or strings (e.g. a per-class dict read back from JSON).
-    by_setting = [
-        {int(k): float(v) for k, v in accs_by_setting[setting].items()}
-        for setting in settings
-    ]
-    for c in ids:
-        name = class_names[c] if class_names is not None else str(c)
-        cells = ["" if c not in accs else f"{accs[c]:.6f}" for accs in by_setting]
-        writer.writerow([c, name, *cells])
-    text = buffer.getvalue()
-    write_text_atomic(path, text)

@@ -4,7 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from sgma_keras import evaluation_utils as eu
+from sgma_keras import plots
+from sgma_keras import zero_shot as eu
+from sgma_keras.atomic_io import write_json_atomic
+from sgma_keras.workflow.evaluation import write_per_class_csv
 
 
 @pytest.fixture(autouse=True)
@@ -166,7 +169,7 @@ def test_choose_calibration_hand_computed_and_exact():
 
 def test_plot_seen_unseen_curve(tmp_path):
     path = tmp_path / "sub" / "curve.png"
-    eu.plot_seen_unseen_curve(
+    plots.plot_seen_unseen_curve(
         [0.8, 0.4, 0.0], [0.0, 0.5, 0.6], path, "test", marker=(0.4, 0.5)
     )
     data = path.read_bytes()
@@ -221,13 +224,13 @@ def test_part_localisation_score_hand_computed():
 def test_write_json_atomic_is_part_of_the_api(tmp_path):
     # The writer itself is tested in test_atomic_io.py.
     path = tmp_path / "results.json"
-    eu.write_json_atomic(path, {"acc": np.float32(0.5), "h": float("nan")})
+    write_json_atomic(path, {"acc": np.float32(0.5), "h": float("nan")})
     assert json.loads(path.read_text()) == {"acc": 0.5, "h": None}
 
 
 def test_write_per_class_csv(tmp_path):
     path = tmp_path / "per_class.csv"
-    eu.write_per_class_csv(
+    write_per_class_csv(
         path,
         ["cat", "dog", "emu"],
         {"zsl": {2: 0.25, 1: 1.0}, "gzsl": {"0": 0.5, 2: 0.125}},

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from matplotlib import image as mpl_image
 
-from sgma_keras import visualize
+from sgma_keras import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -33,28 +33,28 @@ def _inputs(batch=3, size=64, parts=2, seed=0):
 
 
 def test_box_to_pixel_rect():
-    assert visualize.box_to_pixel_rect((0.5, 0.25, 0.5), height=100, width=200) == (
+    assert plots.box_to_pixel_rect((0.5, 0.25, 0.5), height=100, width=200) == (
         50.0,
         0.0,
         100.0,
         50.0,
     )
-    x0, y0, w, h = visualize.box_to_pixel_rect(np.array([0.3, 0.7, 0.2]), 448, 448)
+    x0, y0, w, h = plots.box_to_pixel_rect(np.array([0.3, 0.7, 0.2]), 448, 448)
     assert (x0, y0, w, h) == pytest.approx((89.6, 268.8, 89.6, 89.6))
 
 
 def test_to_uint8_rounds_and_clips():
-    out = visualize._to_uint8(np.array([-3.0, 0.4, 127.6, 254.5, 300.0]))
+    out = plots._to_uint8(np.array([-3.0, 0.4, 127.6, 254.5, 300.0]))
     assert out.dtype == np.uint8
     assert out.tolist() == [0, 0, 128, 254, 255]  # round half to even at 254.5
     same = np.array([1, 2], np.uint8)
-    assert visualize._to_uint8(same) is same
+    assert plots._to_uint8(same) is same
 
 
 def test_plot_attention_grid(tmp_path):
     images, maps, boxes = _inputs(batch=3)
     path = tmp_path / "figs" / "attention.png"
-    visualize.plot_attention_grid(
+    plots.plot_attention_grid(
         images, maps, boxes, path, labels=[0, 2, 1], class_names=["a", "b", "c"]
     )
     # 3 rows x (1 + 2 parts) columns of 2.2 in at 100 dpi.
@@ -63,7 +63,7 @@ def test_plot_attention_grid(tmp_path):
 
     # max_images caps the rows; backend tensors are accepted.
     path2 = tmp_path / "attention2.png"
-    visualize.plot_attention_grid(
+    plots.plot_attention_grid(
         keras.ops.convert_to_tensor(images),
         keras.ops.convert_to_tensor(maps),
         keras.ops.convert_to_tensor(boxes),
@@ -76,8 +76,8 @@ def test_plot_attention_grid(tmp_path):
 def test_plot_attention_grid_uint8_and_float_render_the_same(tmp_path):
     images, maps, boxes = _inputs(batch=1)
     images = np.round(images)
-    visualize.plot_attention_grid(images, maps, boxes, tmp_path / "f.png")
-    visualize.plot_attention_grid(
+    plots.plot_attention_grid(images, maps, boxes, tmp_path / "f.png")
+    plots.plot_attention_grid(
         images.astype(np.uint8), maps, boxes, tmp_path / "u.png"
     )
     np.testing.assert_array_equal(
@@ -91,7 +91,7 @@ def test_plot_attention_grid_draws_box_colour(tmp_path):
     maps = np.zeros((1, 4, 4, 1), "float32")
     boxes = np.array([[[0.5, 0.5, 0.5]]], "float32")
     path = tmp_path / "box.png"
-    visualize.plot_attention_grid(images, maps, boxes, path)
+    plots.plot_attention_grid(images, maps, boxes, path)
     pixels = (mpl_image.imread(path)[..., :3] * 255).round().astype(int)
     red = np.array([0xE6, 0x19, 0x4B])
     assert np.any(np.all(np.abs(pixels - red) <= 2, axis=-1))
@@ -100,15 +100,15 @@ def test_plot_attention_grid_draws_box_colour(tmp_path):
 def test_plot_attention_grid_checks_shapes(tmp_path):
     images, maps, boxes = _inputs(parts=2)
     with pytest.raises(ValueError, match="attention maps"):
-        visualize.plot_attention_grid(images, maps[..., :1], boxes, tmp_path / "x.png")
+        plots.plot_attention_grid(images, maps[..., :1], boxes, tmp_path / "x.png")
 
 
 def test_plot_part_crops(tmp_path):
     rng = np.random.default_rng(0)
     crops = rng.uniform(0, 255, (4, 2, 32, 32, 3))
     path = tmp_path / "parts.png"
-    visualize.plot_part_crops(crops, path, max_images=2)
+    plots.plot_part_crops(crops, path, max_images=2)
     assert _png_size(path) == (440, 440)  # 2 rows x 2 parts
     assert path.stat().st_size > 10_000
     with pytest.raises(ValueError, match="part_images"):
-        visualize.plot_part_crops(crops[0], tmp_path / "bad.png")
+        plots.plot_part_crops(crops[0], tmp_path / "bad.png")

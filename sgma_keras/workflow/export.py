@@ -32,7 +32,6 @@ file loads under any backend). The folder is written to a temporary sibling
 and renamed into place, so a crash never leaves a half-written export.
 """
 
-import argparse
 import datetime
 import json
 import os
@@ -42,15 +41,16 @@ import sys
 import tempfile
 import uuid
 
+import keras
 import numpy as np
 
-from sgma_keras.evaluation import (
-    EvaluationError,
+from sgma_keras.errors import UserError
+from sgma_keras.layers.class_center import match_rows
+from sgma_keras.workflow.checkpoints import (
     check_checkpoint_matches,
-    default_checkpoint,
     describe_checkpoint,
     ensure_writable_dir,
-    is_user_error,
+    load_checkpoint,
     read_checkpoint_config,
 )
 
@@ -60,7 +60,7 @@ SEMANTICS_FILE = "semantics.npy"
 SIGNATURE = "serving_default"
 
 
-class ExportError(EvaluationError):
+class ExportError(UserError):
     """A problem with the inputs of an export, explained for the user."""
 
 
@@ -132,7 +132,7 @@ def check_class_set(semantic_dim, semantics=None, class_names=None, num_classes=
     return semantics, class_names
 
 
-def _check_output(output, overwrite):
+def check_output(output, overwrite):
     """Fails early when the export folder cannot be written; returns its absolute path."""
     output = os.path.abspath(os.path.expanduser(os.fspath(output)))
     ensure_writable_dir(os.path.dirname(output), "folder of the export",
@@ -155,8 +155,6 @@ def _check_output(output, overwrite):
 
 def _is_seen(model):
     """(num_classes,) bool: rows of the model's semantics that are training classes."""
-    from sgma_keras.layers.class_center import match_rows
-
     semantics = np.asarray(model.semantics)
     if model.center_head is not None:
         return match_rows(model.center_head.seen_semantics, semantics) >= 0
@@ -168,8 +166,7 @@ def _is_seen(model):
 
 def _write_saved_model(model, path, class_names, metadata):
     """Writes the SavedModel of `model` (TensorFlow backend) at `path` (a new folder)."""
-    import keras
-    import tensorflow as tf
+    import tensorflow as tf  # the SavedModel writer (TensorFlow backend only)
 
     size = int(model.image_size)
     if not model.built:
@@ -305,7 +302,7 @@ def _export_here(model, output, class_names, semantics, seen_rows, metadata, cop
 
 def _export_in_subprocess(checkpoint, output, class_names, semantics, seen_rows, metadata,
                           overwrite):
-    """Runs the export of `checkpoint` in `python -m sgma_keras.export` with TensorFlow."""
+    """Runs the export of `checkpoint` in `python -m sgma_keras.workflow.export` with TensorFlow."""
     with tempfile.TemporaryDirectory(prefix="sgma-export-") as work:
         spec = {
             "checkpoint": os.path.abspath(checkpoint),
@@ -323,11 +320,11 @@ def _export_in_subprocess(checkpoint, output, class_names, semantics, seen_rows,
         with open(spec_path, "w") as handle:
             json.dump(spec, handle)
         env = dict(os.environ, KERAS_BACKEND="tensorflow")
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         proc = subprocess.run(
-            [sys.executable, "-m", "sgma_keras.export", "--worker", spec_path],
+            [sys.executable, "-m", "sgma_keras.workflow.export", spec_path],
             env=env, capture_output=True, text=True,
         )
     if proc.returncode != 0:
@@ -355,9 +352,7 @@ def export_model(model, output, class_names=None, semantics=None, seen_rows=None
     Returns:
         The absolute path of the SavedModel folder.
     """
-    import keras
-
-    output = _check_output(output, overwrite)
+    output = check_output(output, overwrite)
     dim = int(np.asarray(model.semantics).shape[1])
     semantics, class_names = check_class_set(
         dim, semantics, class_names, model.num_classes if semantics is None else None
@@ -389,9 +384,7 @@ def export_checkpoint(checkpoint, output, class_names=None, semantics=None, cfg=
             checkpoint when given.
         overwrite: replace an existing non-empty `output`.
     """
-    import keras
-
-    output = _check_output(output, overwrite)
+    output = check_output(output, overwrite)
     saved = read_checkpoint_config(checkpoint)
     description = describe_checkpoint(saved)
     check_checkpoint_matches(description, cfg, data if semantics is None else None,
@@ -409,114 +402,29 @@ def export_checkpoint(checkpoint, output, class_names=None, semantics=None, cfg=
     if data is not None and semantics is None:
         metadata["dataset"] = data.name
     if keras.backend.backend() == "tensorflow":
-        from sgma_keras.evaluation import load_checkpoint
-
         model = load_checkpoint(checkpoint)
         return _export_here(model, output, class_names, semantics, None, metadata)
     return _export_in_subprocess(checkpoint, output, class_names, semantics, None, metadata,
                                  overwrite)
 
 
-def _worker(spec_path):
+def run_worker(spec_path):
     """The subprocess side of `_export_in_subprocess` (TensorFlow backend)."""
-    import keras
-
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError("the export worker needs KERAS_BACKEND=tensorflow")
-    from sgma_keras.evaluation import load_checkpoint
-
     with open(spec_path) as handle:
         spec = json.load(handle)
     semantics = None if spec["semantics"] is None else np.load(spec["semantics"])
     model = load_checkpoint(spec["checkpoint"])
-    output = _check_output(spec["output"], spec["overwrite"])
+    output = check_output(spec["output"], spec["overwrite"])
     _export_here(model, output, spec["class_names"], semantics, spec["seen_rows"],
                  spec["metadata"])
 
 
-# --------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="export.py",
-        description="Export a trained SGMA checkpoint as a TensorFlow SavedModel taking "
-                    "uint8 images and returning class scores, the predicted class and the "
-                    "part boxes.",
-    )
-    parser.add_argument("--config", help="JSON config of the run: default checkpoint, class "
-                        "names and checks (optional with --checkpoint).")
-    parser.add_argument("--checkpoint", help="SGMA .keras file (default: "
-                        "<output_dir>/checkpoints/best.keras).")
-    parser.add_argument("--output", help="SavedModel folder to write (default: "
-                        "<output_dir>/saved_model).")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value (repeatable).")
-    parser.add_argument("--semantics", help="new class semantic matrix (.npy, or a text "
-                        "file with one row per class) to score instead of the trained one.")
-    parser.add_argument("--class-names", help="text file, one class name a line (the rows of "
-                        "--semantics, or of the trained class set).")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing export folder.")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker is None and args.config is None and (
-            args.checkpoint is None or args.output is None):
-        parser.error("give --config, or both --checkpoint and --output")
-    return args
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    if args.worker:
-        try:
-            _worker(args.worker)
-        except EvaluationError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-        return 0
-
-    from sgma_keras.config import ConfigError, load_config
-
-    cfg = None
-    try:
-        if args.config is not None:
-            cfg = load_config(args.config, args.set)
-        elif args.set:
-            raise ConfigError("--set needs --config")
-    except ConfigError as error:
-        print(error, file=sys.stderr)
-        return 2
-    checkpoint = args.checkpoint or default_checkpoint(cfg)
-    output = args.output or default_export_dir(cfg)
-    try:
-        # Cheap checks first: output folder, checkpoint file, the new class set.
-        output = _check_output(output, args.overwrite)
-        description = describe_checkpoint(read_checkpoint_config(checkpoint))
-        semantics = None if args.semantics is None else read_semantics_file(args.semantics)
-        names = None if args.class_names is None else read_class_names_file(args.class_names)
-        check_class_set(description["semantics"].shape[1], semantics, names,
-                        description["semantics"].shape[0] if semantics is None else None,
-                        "--semantics / --class-names")
-        check_checkpoint_matches(description, cfg, None, repr(checkpoint))
-        data = None
-        if cfg is not None and semantics is None:
-            from sgma_keras.evaluation import load_data
-
-            data = load_data(cfg)
-        path = export_checkpoint(checkpoint, output, names, semantics, cfg, data, args.overwrite)
-    except Exception as error:
-        if not is_user_error(error):
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"SavedModel written to {path} (signature {SIGNATURE!r}: uint8 images "
-          f"[None, {int(description['image_size'])}, {int(description['image_size'])}, 3] "
-          "-> scores, predicted_class, predicted_name, boxes).")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # The TensorFlow subprocess of `_export_in_subprocess`: `python -m ... SPEC_JSON`.
+    try:
+        run_worker(sys.argv[1])
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from sgma_keras import losses
-from sgma_keras.layers import ClassCenterHead, SemanticEmbedding, constants
+from sgma_keras import tensor_cache as constants
+from sgma_keras.layers import ClassCenterHead, SemanticEmbedding
 from sgma_keras.layers import class_center as class_center_module
 from sgma_keras.layers import semantic_embedding as semantic_embedding_module
 from sgma_keras.layers.class_center import ridge_transfer
-from sgma_keras.layers.constants import cached_constant
+from sgma_keras.tensor_cache import cached_constant
 from tests import helpers as H
 from tests.helpers import _seed, numpy, tiny_sgma  # noqa: F401 (_seed: a cheaper session reset)
 
@@ -211,11 +212,11 @@ def test_class_center_head_reuses_then_replaces_its_transfer(monkeypatch):
 def test_seen_index_is_cached_and_matches_the_list_lookup(created):
     seen = np.array([5, 0, 3], dtype="int64")
     labels = keras.ops.convert_to_tensor([0, 3, 5, 5, 1], dtype="int32")
-    np.testing.assert_array_equal(numpy(losses._seen_index(labels, seen)), [1, 2, 0, 0, 0])
-    losses._seen_index(labels, seen)
+    np.testing.assert_array_equal(numpy(losses.seen_index(labels, seen)), [1, 2, 0, 0, 0])
+    losses.seen_index(labels, seen)
     assert len(created) == 1
     # A list (no cache) gives the same positions.
-    np.testing.assert_array_equal(numpy(losses._seen_index(labels, [5, 0, 3])), [1, 2, 0, 0, 0])
+    np.testing.assert_array_equal(numpy(losses.seen_index(labels, [5, 0, 3])), [1, 2, 0, 0, 0])
 
 
 def test_softmax_loss_cached_equals_uncached():

@@ -1,0 +1,18 @@
+"""The run pipeline: config -> model, data and optimizer -> stages -> checkpoints -> report.
+
+Each module imports only the ones listed before it (`tests/test_imports.py` fails on
+any cycle, imports inside functions included):
+
+    protocol     which images and classes training, validation and test see
+    checkpoints  run folder, crash-safe saving callbacks, checkpoint read/check/load
+    build        config -> model (one table of config key -> constructor argument),
+                 optimizer, datasets
+    predictions  a model run over a split, in order (scores, boxes, maps)
+    evaluation   test report: ZSL, GZSL, calibration on validation, AUSUC, figures
+    training     the stages as a table (warm-up, attention init, joint), `train(cfg)`
+    export       TensorFlow SavedModel of a checkpoint
+    cli          the argument parsers and `main`s of train.py, evaluate.py, export.py
+
+The model, its layers and losses (`sgma_keras.model`, `layers/`, `losses`) and the data
+(`sgma_keras.data`) sit below this package and never import it.
+"""

@@ -1,0 +1,374 @@
+"""Run folders and checkpoints: crash-safe saving, resumable backups, read/check/load.
+
+A run folder (`train.py`'s `output_dir`):
+
+    config.json, versions.json   the resolved config, package/backend versions
+    state.json                   which stages are complete (resume point)
+    checkpoints/                 warmup.weights.h5, init.weights.h5,
+                                 best.keras (best validation metric), last.keras, best.json
+    backup/<stage>/              BackupAndRestore state of the stage in progress
+    logs/<stage>.csv             per-epoch logs; tensorboard/ for TensorBoard
+    eval/                        the test report of best.keras (see `evaluation`)
+
+Every file is written beside its target and renamed over it (`sgma_keras.atomic_io`): a
+kill, even `kill -9`, at any moment leaves the old file or the new one, never a
+truncated one. Checkpoints are checked (`read_checkpoint_config`,
+`check_checkpoint_matches`) from the `.keras` archive's JSON before any model is built.
+"""
+
+import json
+import logging
+import math
+import os
+import tempfile
+import warnings
+import zipfile
+
+import keras
+import numpy as np
+
+# Keras's base of ModelCheckpoint/EarlyStopping: monitor, mode and "is it better".
+from keras.src.callbacks.monitor_callback import MonitorCallback
+
+import sgma_keras.model  # noqa: F401  (registers SGMA and its layers for load_model)
+from sgma_keras.atomic_io import atomic_save, write_json_atomic
+from sgma_keras.errors import UserError
+
+log = logging.getLogger("sgma_keras")
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, unreadable or does not match its config/data."""
+
+
+class FolderError(UserError):
+    """An output folder that cannot be created or written."""
+
+
+# --------------------------------------------------------------------------
+# Run folder
+# --------------------------------------------------------------------------
+
+
+class RunFolder:
+    """Paths of a run and its stage state (see the module docstring)."""
+
+    def __init__(self, root):
+        self.root = root
+        self.checkpoints = os.path.join(root, "checkpoints")
+        self.state_path = os.path.join(root, "state.json")
+
+    def create(self):
+        """Creates the folders training writes into; returns self."""
+        os.makedirs(self.checkpoints, exist_ok=True)
+        os.makedirs(os.path.join(self.root, "logs"), exist_ok=True)
+        return self
+
+    def completed(self):
+        if not os.path.exists(self.state_path):
+            return []
+        with open(self.state_path) as handle:
+            return json.load(handle).get("completed", [])
+
+    def mark_completed(self, stage):
+        done = self.completed()
+        if stage not in done:
+            write_json_atomic(self.state_path, {"completed": done + [stage]})
+
+    def stage_weights(self, stage):
+        return os.path.join(self.checkpoints, f"{stage}.weights.h5")
+
+    def backup(self, stage):
+        return os.path.join(self.root, "backup", stage)
+
+    def log_file(self, stage):
+        return os.path.join(self.root, "logs", f"{stage}.csv")
+
+    def tensorboard(self, stage):
+        return os.path.join(self.root, "tensorboard", stage)
+
+    @property
+    def best(self):
+        return os.path.join(self.checkpoints, "best.keras")
+
+    @property
+    def eval(self):
+        return os.path.join(self.root, "eval")
+
+
+# --------------------------------------------------------------------------
+# Saving during training
+# --------------------------------------------------------------------------
+
+
+def save_model_atomic(model, path):
+    """`model.save(path)` (a `.keras` file), atomically."""
+    atomic_save(path, model.save)
+
+
+def save_weights_atomic(model, path):
+    """`model.save_weights(path)` (a `.weights.h5` file), atomically."""
+    atomic_save(path, model.save_weights)
+
+
+def _finite(logs):
+    loss = (logs or {}).get("loss")
+    return loss is None or math.isfinite(float(loss))
+
+
+class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` whose backups are atomic and never hold NaN weights.
+
+    A run killed at any point resumes from the last backup (every
+    `save_freq` steps and at every epoch end) with the same command. The
+    epoch in progress is replayed from its start with the backed-up weights.
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):
+        super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=delete_checkpoint)
+        self._last_logs_finite = True
+        self.restored_epoch = None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if os.path.exists(self._training_metadata_path):
+            self.restored_epoch = self.model._initial_epoch
+            logging.getLogger("sgma_keras").info(
+                "Resuming from backup %s at epoch %d", self.backup_dir, self.restored_epoch + 1
+            )
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last_logs_finite = _finite(logs)
+        super().on_train_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._last_logs_finite = _finite(logs)
+        super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        if not self._last_logs_finite:
+            return  # keep the last good backup
+        os.makedirs(self.backup_dir, exist_ok=True)
+        save_weights_atomic(self.model, self._weights_path)
+        write_json_atomic(
+            self._training_metadata_path,
+            {"epoch": self._current_epoch, "batch": self._last_batch_seen},
+        )
+
+
+def load_weights_quietly(model, path):
+    """Loads model weights saved at a stage end (their optimizer state is not reused)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(path)
+
+
+def monitor_mode(monitor, metrics=()):
+    """"min" or "max" for a monitored log key, from the direction of its metric.
+
+    Losses are minimised; a metric says its direction (`_direction`, as Keras's own
+    do). A dict metric's entries (`gzsl` -> `gzsl_h`) take the metric's direction.
+
+    Args:
+        monitor: the log key, e.g. "val_zsl_acc", "val_gzsl_h", "loss".
+        metrics: the metric objects compiled on the model.
+    """
+    name = monitor.removeprefix("val_")
+    if name == "loss" or name.startswith("loss_"):
+        return "min"
+    for metric in metrics:
+        if name == metric.name or name.startswith(metric.name + "_"):
+            direction = getattr(metric, "_direction", None)
+            if direction in ("up", "down"):
+                return "max" if direction == "up" else "min"
+    raise ValueError(
+        f"train.monitor={monitor!r}: cannot tell whether it should go up or down; "
+        "monitor `loss`, `val_loss` or a compiled metric (e.g. val_zsl_acc, val_gzsl_h)."
+    )
+
+
+class BestAndLastCheckpoint(MonitorCallback):
+    """Saves `last.keras` every epoch and `best.keras` when `monitor` improves.
+
+    Both atomically, and only when the epoch's loss is finite, so a run that
+    diverges keeps its last good checkpoints. `best.json` records the best value,
+    so a resumed run does not forget it. Improvement is Keras's (`MonitorCallback`).
+    """
+
+    def __init__(self, folder, monitor="val_zsl_acc", mode="auto"):
+        super().__init__(monitor, mode)
+        self.folder = folder
+        self.best_epoch = None
+
+    def on_train_begin(self, logs=None):
+        if self.monitor_op is None:
+            self._set_monitor_op()
+        # A resumed run must not forget the best value it had reached.
+        record = os.path.join(self.folder, "best.json")
+        if self.best is None and os.path.exists(record):
+            with open(record) as handle:
+                saved = json.load(handle)
+            if saved.get("monitor") == self.monitor:
+                self.best = float(saved["value"])
+                self.best_epoch = int(saved["epoch"]) - 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if not _finite(logs):
+            return
+        save_model_atomic(self.model, os.path.join(self.folder, "last.keras"))
+        value = logs.get(self.monitor)
+        if value is not None and math.isfinite(float(value)) and self._is_improvement(
+                float(value), self.best):
+            self.best = float(value)
+            self.best_epoch = epoch
+            save_model_atomic(self.model, os.path.join(self.folder, "best.keras"))
+            write_json_atomic(
+                os.path.join(self.folder, "best.json"),
+                {"monitor": self.monitor, "value": self.best, "epoch": epoch + 1},
+            )
+
+
+# --------------------------------------------------------------------------
+# Reading and checking checkpoints (no model is built until `load_checkpoint`)
+# --------------------------------------------------------------------------
+
+
+def default_checkpoint(cfg):
+    """`<output_dir>/checkpoints/best.keras`, what `train.py` writes."""
+    return os.path.join(cfg["output_dir"], "checkpoints", "best.keras")
+
+
+def ensure_writable_dir(path, what="results folder", hint="choose another with --output"):
+    """Creates `path` if needed and checks a file can be written in it.
+
+    Returns the absolute path; raises FolderError naming the folder.
+    """
+    full = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    try:
+        os.makedirs(full, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=full, prefix=".write-test-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise FolderError(
+            f"The {what} {full!r} is not writable ({reason}); {hint}."
+        ) from None
+    return full
+
+
+def read_checkpoint_config(path):
+    """The SGMA constructor arguments stored in a `.keras` file, without loading it.
+
+    Raises:
+        CheckpointError: the file is missing, not a `.keras` archive or not an
+            SGMA model.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(
+            f"Checkpoint not found: {path!r}. Train a model first (python train.py "
+            "--config ...), or pass the model file with --checkpoint."
+        )
+    if os.path.isdir(path):
+        raise CheckpointError(
+            f"Checkpoint {path!r} is a folder; expected a .keras model file (e.g. "
+            "<output_dir>/checkpoints/best.keras)."
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            saved = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as error:
+        raise CheckpointError(
+            f"Checkpoint {path!r} is not a readable .keras model file ({error}). "
+            "Weights-only files (.weights.h5) cannot be evaluated; use best.keras or "
+            "last.keras from the run's checkpoints/ folder."
+        ) from None
+    if saved.get("class_name") != "SGMA" or not isinstance(saved.get("config"), dict):
+        raise CheckpointError(
+            f"Checkpoint {path!r} holds a {saved.get('class_name')!r} model, not an "
+            "SGMA model."
+        )
+    return saved["config"]
+
+
+def model_description(model):
+    """The facts `check_checkpoint_matches` compares, from a live model."""
+    return {
+        "semantics": np.asarray(model.semantics, dtype="float32"),
+        "seen_classes": None if model.seen_classes is None else np.asarray(model.seen_classes),
+        "image_size": int(model.image_size),
+    }
+
+
+def describe_checkpoint(saved):
+    """The facts `check_checkpoint_matches` compares, from `read_checkpoint_config`."""
+    seen = saved.get("seen_classes")
+    return {
+        "semantics": np.asarray(saved["semantics"], dtype="float32"),
+        "seen_classes": None if seen is None else np.asarray(seen, dtype="int64"),
+        "image_size": int(saved["image_size"]),
+    }
+
+
+def check_checkpoint_matches(description, cfg=None, data=None, checkpoint="the model"):
+    """Raises CheckpointError listing every way the model differs from cfg/data.
+
+    Args:
+        description: `describe_checkpoint(read_checkpoint_config(path))` or
+            `model_description(model)`.
+        cfg: the resolved config (its `input.image_size` is checked) or None.
+        data: the `ZeroShotData` (classes, semantic matrix, seen classes) or None.
+        checkpoint: how to name the model in the message (its path).
+    """
+    semantics = description["semantics"]
+    problems = []
+    if cfg is not None and description["image_size"] != cfg["input"]["image_size"]:
+        problems.append(
+            f"image size: the model takes {description['image_size']} px images, the "
+            f"config has input.image_size={cfg['input']['image_size']}"
+        )
+    if data is not None:
+        theirs = np.asarray(data.semantics, dtype="float32")
+        if semantics.shape[0] != theirs.shape[0]:
+            problems.append(
+                f"number of classes: the model scores {semantics.shape[0]} classes, the "
+                f"dataset {data.name!r} has {theirs.shape[0]}"
+            )
+        if semantics.shape[1] != theirs.shape[1]:
+            problems.append(
+                f"semantic width: the model was trained on {semantics.shape[1]}-d class "
+                f"semantic vectors, the dataset's semantic matrix is {theirs.shape[1]}-d "
+                f"(shape {theirs.shape})"
+            )
+        if semantics.shape == theirs.shape:
+            diff = float(np.max(np.abs(semantics - theirs))) if semantics.size else 0.0
+            if not diff <= 1e-5:
+                problems.append(
+                    "semantic values: the class semantic vectors differ from the dataset's "
+                    f"(max abs difference {diff:.3g}); check data.semantics and "
+                    "data.normalize_semantics against the training run's config.json"
+                )
+        seen = description["seen_classes"]
+        if seen is not None and semantics.shape[0] == theirs.shape[0]:
+            stray = np.setdiff1d(seen, data.seen_classes)
+            if stray.size:
+                problems.append(
+                    f"training classes: the model was trained on classes {stray[:10].tolist()} "
+                    "that the dataset lists as unseen (test) classes"
+                )
+    if problems:
+        raise CheckpointError(
+            f"Checkpoint {checkpoint} does not match the config/data:\n  - "
+            + "\n  - ".join(problems)
+        )
+
+
+def load_checkpoint(path):
+    """Loads an SGMA `.keras` file (any backend), uncompiled."""
+    read_checkpoint_config(path)  # clear errors for missing / wrong files
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001 - reported with the file name
+        raise CheckpointError(f"Cannot load checkpoint {path!r}: {error}") from error

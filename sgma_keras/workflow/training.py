@@ -1,0 +1,239 @@
+"""Staged SGMA training (spec "Training"): warm-up, attention initialisation, joint.
+
+`train(cfg)` runs the stages of `STAGES` in order in a run folder (the layout is in
+`sgma_keras.workflow.checkpoints`), then evaluates the selected model on the test
+splits. Each stage is resumable (run the same command again) and skippable
+(`train.<stage>.enabled`). What a stage trains and which loss terms it optimises is
+the model's own table (`sgma_keras.model.MODEL_STAGES`); model selection uses the
+validation split of `protocol.protocol` only, never test classes.
+"""
+
+import dataclasses
+import logging
+import math
+import os
+import sys
+from typing import Callable
+
+import keras
+import numpy as np
+
+from sgma_keras.config import save_resolved_config
+from sgma_keras.data.pipeline import make_dataset
+from sgma_keras.distribution import distribution_scope
+from sgma_keras.metrics import GZSLAccuracy, ZSLAccuracy
+from sgma_keras.workflow.build import build_model, load_data, make_datasets, make_optimizer
+from sgma_keras.workflow.checkpoints import (
+    BestAndLastCheckpoint,
+    RunFolder,
+    SafeBackupAndRestore,
+    load_weights_quietly,
+    monitor_mode,
+    save_model_atomic,
+    save_weights_atomic,
+)
+from sgma_keras.workflow.evaluation import evaluate_model
+from sgma_keras.workflow.protocol import protocol
+
+log = logging.getLogger("sgma_keras")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf; the last good checkpoints are kept."""
+
+
+@dataclasses.dataclass
+class Run:
+    """What the stages of one training run share."""
+
+    cfg: dict
+    folder: RunFolder
+    data: object  # ZeroShotData
+    proto: object  # protocol.Protocol
+    model: object  # SGMA
+    train_ds: object
+    val_ds: object
+    verbose: object
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One stage of training.
+
+    Attributes:
+        name: the stage's key under `train` in the config, its log and weight files.
+        model_stage: the `SGMA.set_stage` it fits (what trains, which losses), or None
+            for a stage that fits nothing.
+        selects_model: validation drives the learning-rate plateau schedule, and
+            best.keras / last.keras are kept (the stage whose model is the result).
+        run: runs the stage on a `Run`.
+        applies: whether the model has anything for this stage to do.
+    """
+
+    name: str
+    model_stage: str | None
+    selects_model: bool
+    run: Callable
+    applies: Callable = lambda model: True
+    doc: str = ""
+
+    def epochs(self, cfg):
+        return cfg["train"][self.name].get("epochs", 0)
+
+    def learning_rate(self, cfg):
+        return cfg["train"][self.name].get("learning_rate")
+
+
+def _fit_stage(run, stage):
+    """Fits the model in `stage.model_stage` for the stage's epochs."""
+    cfg, model = run.cfg, run.model
+    model.set_stage(stage.model_stage)
+    metrics = _compile(model, cfg, stage.learning_rate(cfg), run.proto.val_classes)
+    monitor = cfg["train"]["monitor"] if run.val_ds is not None else "loss"
+    callbacks = _callbacks(run, stage, monitor, monitor_mode(monitor, metrics))
+    history = model.fit(
+        run.train_ds,
+        validation_data=run.val_ds,
+        epochs=stage.epochs(cfg),
+        callbacks=callbacks,
+        steps_per_epoch=cfg["train"]["steps_per_epoch"],
+        verbose=run.verbose,
+    )
+    losses = history.history.get("loss", [])
+    if model.stop_training and losses and not math.isfinite(losses[-1]):
+        raise TrainingDiverged(
+            f"Stage {stage.name!r}: the loss became {losses[-1]}; training stopped. The last "
+            f"good checkpoints are in {run.folder.checkpoints}. Lower train.learning_rate or "
+            "the loss weights and run again."
+        )
+
+
+def _init_stage(run, stage):
+    """Channel clustering and the attention layers' pre-fit (spec stage 2)."""
+    cfg, model = run.cfg, run.model
+    init_cfg = cfg["train"]["init"]
+    model.copy_global_to_attention()
+    features = collect_attention_features(model, run.proto.fit, cfg, init_cfg["num_images"])
+    groups = model.initialize_attention(features, init_cfg["kmeans_iters"], cfg["seed"])
+    log.info("Channel groups: %s channels per part",
+             np.bincount(groups, minlength=model.num_parts).tolist())
+    if init_cfg["copy_global_to_parts"]:
+        model.copy_global_to_parts()
+
+
+STAGES = (
+    Stage("warmup", "warmup", selects_model=False, run=_fit_stage,
+          doc="seen-class classification of the global branch"),
+    Stage("init", None, selects_model=False, run=_init_stage,
+          applies=lambda model: model.part_mode == "attention",
+          doc="channel clustering and attention pre-fit"),
+    Stage("joint", "joint", selects_model=True, run=_fit_stage,
+          doc="all losses, end to end"),
+)
+
+
+def _compile(model, cfg, learning_rate, val_classes):
+    """Compiles for a fitting stage; returns the metric objects (validation only)."""
+    metrics = []
+    if len(val_classes):
+        metrics = [
+            ZSLAccuracy(model.num_classes, val_classes, name="zsl_acc"),
+            GZSLAccuracy(model.num_classes, model.seen_classes, val_classes, name="gzsl"),
+        ]
+    model.compile(
+        optimizer=make_optimizer(cfg["train"], learning_rate),
+        metrics=metrics,
+        jit_compile=cfg["train"]["jit"],
+    )
+    return metrics
+
+
+def _callbacks(run, stage, monitor, mode):
+    train_cfg = run.cfg["train"]
+    callbacks = [
+        SafeBackupAndRestore(run.folder.backup(stage.name), save_freq=train_cfg["backup_every_steps"]),
+        keras.callbacks.CSVLogger(run.folder.log_file(stage.name), append=True),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if train_cfg["tensorboard"]:
+        callbacks.append(keras.callbacks.TensorBoard(run.folder.tensorboard(stage.name)))
+    if stage.selects_model:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor,
+                mode=mode,
+                factor=train_cfg["lr_factor"],
+                patience=train_cfg["lr_patience"],
+                min_lr=train_cfg["min_lr"],
+                verbose=1,
+            )
+        )
+        callbacks.append(BestAndLastCheckpoint(run.folder.checkpoints, monitor, mode))
+    return callbacks
+
+
+def collect_attention_features(model, split, cfg, num_images):
+    """Attention feature maps of the first `num_images` training images."""
+    inp = cfg["input"]
+    ds = make_dataset(
+        split.select(np.arange(min(num_images, len(split)))),
+        image_size=inp["image_size"],
+        batch_size=inp["batch_size"],
+        training=False,
+        seed=cfg["seed"],
+        bad_images=cfg["data"]["bad_images"],
+    )
+    features = [keras.ops.convert_to_numpy(model.attention_features(images)) for images, _ in ds]
+    return np.concatenate(features)
+
+
+def train(cfg, verbose="auto"):
+    """Runs (or resumes) every enabled stage of `cfg`; returns the test results."""
+    keras.utils.set_random_seed(cfg["seed"])
+    if cfg["train"]["mixed_precision"]:
+        keras.mixed_precision.set_global_policy(cfg["train"]["mixed_precision"])
+    folder = RunFolder(cfg["output_dir"]).create()
+    save_resolved_config(cfg, folder.root)
+    data = load_data(cfg)
+    proto = protocol(data, cfg["train"], cfg["seed"])
+    log.info(
+        "Data %s: %d training images of %d classes, %d validation images, %d validation classes",
+        data.name, len(proto.fit), len(proto.seen_classes),
+        0 if proto.val is None else len(proto.val), len(proto.val_classes),
+    )
+    train_cfg = cfg["train"]
+    with distribution_scope(train_cfg["distribute"]) as replicas:
+        train_ds, val_ds = make_datasets(cfg, proto, replicas)
+        model = build_model(cfg, data, proto.seen_classes)
+        model.build((None, cfg["input"]["image_size"], cfg["input"]["image_size"], 3))
+        run = Run(cfg, folder, data, proto, model, train_ds, val_ds, verbose)
+        done = folder.completed()
+        finished = [s.name for s in STAGES if s.name in done and not s.selects_model]
+        if finished and not any(s.selects_model and s.name in done for s in STAGES):
+            log.info("Resuming after stage %s", finished[-1])
+            load_weights_quietly(model, folder.stage_weights(finished[-1]))
+        for stage in STAGES:
+            if stage.name in done:
+                continue
+            if not train_cfg[stage.name]["enabled"] or not stage.applies(model):
+                log.info("Stage %s: skipped", stage.name)
+            else:
+                log.info("Stage %s (%s)%s", stage.name, stage.doc,
+                         f": {stage.epochs(cfg)} epochs" if stage.model_stage else "")
+                stage.run(run, stage)
+            model.set_stage("joint")
+            if not stage.selects_model:
+                save_weights_atomic(model, folder.stage_weights(stage.name))
+            elif not os.path.exists(folder.best):
+                save_model_atomic(model, folder.best)
+            folder.mark_completed(stage.name)
+            done = folder.completed()
+
+    # Test evaluation of the model selected on validation (evaluate.py's full report).
+    best = keras.models.load_model(folder.best)
+    log.info("Evaluating %s on the test splits", folder.best)
+    return evaluate_model(best, data, cfg, folder.eval, checkpoint=folder.best)
+
+
+def main_logging():
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s")
