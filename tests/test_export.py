@@ -102,8 +102,8 @@ def exported(tmp_path_factory):
     verify = subprocess.Popen([sys.executable, "-c", VERIFY, json.dumps(jobs)], cwd=str(root),
                               env=_tf_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
-    cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
-    show = subprocess.Popen([cli, "show", "--all", "--dir", base], env=_tf_env(),
+    cli_path = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
+    show = subprocess.Popen([cli_path, "show", "--all", "--dir", base], env=_tf_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = verify.communicate()
     assert verify.returncode == 0, err[-3000:]
