@@ -53,6 +53,7 @@ __all__ = [
     "config_to_json",
     "save_resolved_config",
     "schema_markdown",
+    "reference_markdown",
 ]
 
 PATH = "path"  # Field type marker: a filesystem path (a non-empty string)
@@ -925,3 +926,14 @@ def schema_markdown(schema: Mapping | None = None) -> str:
         doc = field.doc.replace("|", "\\|")
         rows.append(f"| `{path}` | {field.type_markdown()} | `{default}` | {doc} |")
     return "\n".join(rows) + "\n"
+
+
+def reference_markdown() -> str:
+    """docs/CONFIG.md: a header and the schema table (a test keeps the file equal to it)."""
+    return (
+        "# Configuration reference\n\n"
+        "Generated from `sgma_keras/config.py` (the one place keys are declared) by "
+        "`python -m sgma_keras.workflow.cli config --markdown > docs/CONFIG.md`. Keys starting "
+        "with `_` are comments. `[paper]` marks the paper's setting, `[choice]` our default "
+        "where the paper is silent.\n\n" + schema_markdown()
+    )

@@ -83,6 +83,15 @@ def test_schema_markdown_lists_every_key():
     assert "| `model.num_parts` | int >= 1 | `2` |" in md
 
 
+def test_docs_config_md_is_the_generated_reference():
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "CONFIG.md")
+    with open(path, encoding="utf-8") as f:
+        assert f.read() == C.reference_markdown(), (
+            "docs/CONFIG.md is out of date: python -m sgma_keras.workflow.cli config "
+            "--markdown > docs/CONFIG.md"
+        )
+
+
 def test_bad_field_default_fails_at_definition():
     with pytest.raises(ValueError):
         Field(int, 0, min=1)

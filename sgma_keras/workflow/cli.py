@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-from sgma_keras.config import ConfigError, config_to_json, load_config, schema_markdown
+from sgma_keras.config import ConfigError, config_to_json, load_config, reference_markdown
 from sgma_keras.errors import UserError
 
 log = logging.getLogger("sgma_keras")
@@ -209,15 +209,15 @@ def export_main(argv=None):
 
 def config_main(argv=None):
     """Validate a config and print it resolved (or the schema as Markdown)."""
-    parser = _parser("python -m sgma_keras.config", "Validate a config and print it resolved.",
+    parser = _parser("python -m sgma_keras.workflow.cli config", "Validate a config and print it resolved.",
                      config_required=False)
     parser.add_argument("--no-check-paths", action="store_true",
                         help="do not check that data paths exist")
     parser.add_argument("--markdown", action="store_true",
-                        help="print the schema as a Markdown table and exit")
+                        help="print docs/CONFIG.md (the schema as a Markdown table) and exit")
     args = parser.parse_args(argv)
     if args.markdown:
-        sys.stdout.write(schema_markdown())
+        sys.stdout.write(reference_markdown())
         return 0
     cfg = _load_config(args.config, args.set, check_paths=not args.no_check_paths)
     if cfg is None:
