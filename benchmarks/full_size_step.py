@@ -8,7 +8,7 @@ includes its host-to-device copy, as in training). The first epoch
 the next `--steps` steps are timed, synchronised on the last loss.
 
 Prints the compile/first-step time, the steady step time, images/s, the
-achieved TFLOP/s from the analytic FLOPs (`sgma_keras.flops`; a training step
+achieved TFLOP/s from the analytic FLOPs (`benchmarks/flops.py`; a training step
 is 3x the forward, ~0.70 TFLOP an image) and the device peak memory.
 
 Runs where JAX and Keras are installed without TensorFlow: it imports neither
@@ -31,7 +31,7 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sgma_keras.flops import sgma_flops  # noqa: E402
+from benchmarks.flops import sgma_flops  # noqa: E402
 from sgma_keras.model import SGMA  # noqa: E402
 
 
