@@ -121,3 +121,33 @@ def test_device_wheels(tmp_path):
         assert abi in ("none", "cp312", "abi3"), path.name
         found[name.lower()] = version
     assert found == pins
+
+
+def _script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "benchmark_gpu_full_size", os.path.join(ROOT, "benchmarks", "gpu", "full_size.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@once
+def test_a_measurement_over_its_budget_is_recorded_and_killed(tmp_path):
+    """Fail soft: a worker past its budget is killed and reported, not lost."""
+    script = _script()
+    item = script.plan(True, [8])[0]
+    start = time.perf_counter()
+    record = script.run_item(item, 2.0, True, str(tmp_path))
+    assert time.perf_counter() - start < 15
+    assert record["status"] == "timeout" and "budget" in record["error"]
+    assert "log_tail" in record and record["budget_s"] == 2.0
+    record["summary"] = script.summarise(record, 790.0)
+    assert record["summary"]["ms_per_step"] is None
+    report = dict(dry_run=True, command="x", started_utc="t", wall_s=3.0, complete=False,
+                  peak_tflops=790.0, environment=dict(python="3", packages={}, gpu=None),
+                  model=dict(description="tiny"), measurements=[record], losses=None)
+    text = script.markdown(report)
+    assert "| jax_bfloat16_b32 | jax | jax.jit | mixed_bfloat16 | 4 | timeout |" in text
+    assert "INCOMPLETE" in text and "## Not measured" in text

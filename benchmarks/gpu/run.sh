@@ -10,6 +10,7 @@
 # benchmarks/gpu/full_size.py, which writes gpu_benchmark.json and gpu_benchmark.md into
 # $OUT (default results/gpu). Extra arguments go to full_size.py. PYTHON picks the
 # interpreter (default python3). The whole run is cut at TOTAL_S seconds (default 480).
+# Keras is checked under JAX: its default backend, TensorFlow, is not on that machine.
 set -u
 START=$SECONDS
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -39,7 +40,7 @@ if [ "$DRY" = 0 ]; then
         || echo "jax sees no device (continuing: each measurement records its own error)"
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-"$PY" -c "import keras; print('keras', keras.__version__, 'from', keras.__file__)" \
+KERAS_BACKEND=jax "$PY" -c "import keras; print('keras', keras.__version__, 'from', keras.__file__)" \
     || { echo "keras is not importable"; exit 1; }
 
 LEFT=$((TOTAL_S - (SECONDS - START) - 15))  # 15 s for the Python start and the final write
