@@ -139,6 +139,30 @@ def _static_torch_compile():
             setattr(dynamo, name, 256)
 
 
+def _seed(backend, seed=0):
+    """keras.utils.set_random_seed without its TensorFlow part (it imports TensorFlow
+    wherever that is installed, and this script must not)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)  # Keras initializers without a seed draw theirs from `random`
+    np.random.seed(seed)
+    try:  # private Keras API: without it the weights are random but not reproducible
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+        from keras.src.utils import rng_utils
+
+        global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+        global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    except (ImportError, AttributeError):
+        pass
+    if backend == "torch":
+        import torch
+
+        torch.manual_seed(seed)
+
+
 def _make_model(name):
     import numpy as np
 
@@ -182,8 +206,7 @@ def run_worker(spec, result_path):
     if spec.get("require_gpu") and not accelerator:
         raise RuntimeError(f"no GPU visible to {backend} (device {record['device']})")
     keras.mixed_precision.set_global_policy(spec["policy"])
-    # Not keras.utils.set_random_seed: it imports TensorFlow where that is installed.
-    np.random.seed(0)
+    _seed(backend)
     record["phase"] = "build"
     model, seen = _make_model(spec["model"])
     model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9), jit_compile=spec["jit"])
