@@ -39,3 +39,15 @@ test-full: $(VENV)/.dev
 		echo "=== KERAS_BACKEND=$$backend"; \
 		KERAS_BACKEND=$$backend $(VENV)/bin/python -m pytest tests $(PYTEST_ARGS); \
 	done
+
+# Wheels for the GPU machine (benchmarks/gpu/run.sh): Python 3.12, manylinux x86_64, no deps
+# (that machine has no network; benchmarks/gpu/requirements-device.txt says what it lacks).
+WHEEL_DIR ?= .whl
+DEVICE_PLATFORMS = manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 \
+	manylinux2014_x86_64 manylinux1_x86_64
+.PHONY: device-wheels
+device-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp $(addprefix --platform ,$(DEVICE_PLATFORMS)) \
+		-d $(WHEEL_DIR) -r benchmarks/gpu/requirements-device.txt
+	@ls -l $(WHEEL_DIR)

@@ -29,7 +29,7 @@ backend on the same model, policy and jit setting (and at each backend's best
 jit setting). `--quick` is a smoke run: the demo model only, batch 8, 2 steps,
 one timed epoch, float32.
 
-FLOPs are analytic (`sgma_keras.flops`): a training step is 3x the forward.
+FLOPs are analytic (`benchmarks/flops.py`): a training step is 3x the forward.
 
     python benchmarks/throughput.py --quick
     python benchmarks/throughput.py --models full --full-batch 2 --steps 2 --repeats 1
@@ -196,7 +196,7 @@ def run_worker(cfg):
     import keras
     import numpy as np
 
-    from sgma_keras.flops import sgma_flops
+    from benchmarks.flops import sgma_flops
 
     backend = keras.backend.backend()
     if cfg.get("threads"):

@@ -1,9 +1,9 @@
-"""Analytic FLOP counts (`sgma_keras.flops`, used by the benchmarks)."""
+"""Analytic FLOP counts (`benchmarks/flops.py`, used by the benchmarks)."""
 
 import pytest
 
 from sgma_keras.backbones import make_backbone
-from sgma_keras.flops import backbone_flops, sgma_flops
+from benchmarks.flops import backbone_flops, sgma_flops
 from tests.helpers import _seed, tiny_sgma  # noqa: F401 (_seed: cheaper reset)
 
 
