@@ -1,5 +1,7 @@
 """The SGMA model: global branch, K attention-guided part branches, two heads."""
 
+import logging
+
 import keras
 import numpy as np
 from keras import ops
@@ -9,6 +11,8 @@ from sgma_keras.backbones import BACKBONES, make_backbone
 from sgma_keras.layers import ClassCenterHead, MultiAttention, PartCropper, SemanticEmbedding
 from sgma_keras.layers.class_center import match_rows
 from sgma_keras.layers.semantic_embedding import as_semantic_matrix
+
+log = logging.getLogger("sgma_keras")
 
 PART_MODES = ("attention", "random", "none")
 LOSS_TERMS = ("loss_cpt", "loss_div", "loss_cls", "loss_cct")
@@ -124,6 +128,10 @@ class SGMA(keras.Model):
             default `semantics[seen_classes]` (set on reload after
             `set_class_semantics`).
         seed: seed of the random boxes.
+        class_names: one name per row of `semantics` (default `class_000`, ...).
+        calibration: the calibrated-stacking constant chosen on validation (subtracted
+            from the scores of the training classes in calibrated GZSL), or None when
+            none was chosen. Training stores it in `best.keras`.
     """
 
     def __init__(
@@ -165,6 +173,8 @@ class SGMA(keras.Model):
         div_reduction="sum",
         seen_semantics=None,
         seed=None,
+        class_names=None,
+        calibration=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -265,6 +275,8 @@ class SGMA(keras.Model):
         self.center_head = (
             _layer("ClassCenterHead", args, "class_center") if self.center_enabled else None
         )
+        self.class_names = tuple(check_class_names(class_names, len(semantics), "SGMA"))
+        self.calibration = None if calibration is None else float(calibration)
         self.loss_trackers = [keras.metrics.Mean(name=name) for name in LOSS_TERMS]
 
     @staticmethod
@@ -467,17 +479,25 @@ class SGMA(keras.Model):
 
     # --- class semantics ---
 
-    def set_class_semantics(self, semantics, seen_rows=None):
+    def set_class_semantics(self, semantics, seen_rows=None, class_names=None):
         """Scores another set of classes without retraining.
 
         Args:
             semantics: (n, dim) semantic vectors of the classes to score (for
-                example all classes, or new unseen classes).
+                example all classes, or new unseen classes), in the form of the
+                training semantics (the dataset's attribute order).
             seen_rows: optional int array (n,): the training-class index
                 (position in `seen_classes`) of each row, or -1. Default: rows
                 equal to a training class's vector are that class.
+            class_names: one name per row. Default: a row equal to a row of the
+                current class set keeps its name, others are `class_<row>`.
         """
         semantics = as_semantic_matrix(semantics, self.embedding.semantic_dim, owner="SGMA")
+        if class_names is None:
+            old = match_rows(self.semantics, semantics)
+            class_names = [self.class_names[o] if o >= 0 else f"class_{i:03d}"
+                           for i, o in enumerate(old)]
+        class_names = check_class_names(class_names, len(semantics), "SGMA.set_class_semantics")
         seen_semantics = self.seen_semantics
         if seen_rows is None:
             seen_rows = match_rows(seen_semantics, semantics)
@@ -497,7 +517,34 @@ class SGMA(keras.Model):
             if len(positions) == num_seen
             else None
         )
+        self.class_names = tuple(class_names)
         self.reset_compiled_functions()
+
+    def add_classes(self, semantics, class_names):
+        """Adds classes to the ones scored, from their semantic vectors and names.
+
+        The new rows come after the current ones and are never training classes
+        (they are scored as unseen: zero-shot). See `set_class_semantics`.
+        """
+        semantics = as_semantic_matrix(semantics, self.embedding.semantic_dim,
+                                       owner="SGMA.add_classes")
+        class_names = check_class_names(class_names, len(semantics), "SGMA.add_classes")
+        rows = np.concatenate([self.seen_rows(), -np.ones(len(semantics), "int64")])
+        self.set_class_semantics(np.concatenate([self.semantics, semantics]), rows,
+                                 list(self.class_names) + class_names)
+
+    def seen_rows(self):
+        """(num_classes,) int64: each class's training-class index (centre), or -1."""
+        if self.seen_classes is not None:
+            rows = -np.ones(self.num_classes, "int64")
+            rows[self.seen_classes] = np.arange(len(self.seen_classes))
+            return rows
+        return match_rows(self.seen_semantics, self.semantics)
+
+    @property
+    def seen_mask(self):
+        """(num_classes,) bool: the classes the model was trained on."""
+        return self.seen_rows() >= 0
 
     # --- initialisation (spec stage 2) ---
 
@@ -549,8 +596,52 @@ class SGMA(keras.Model):
             semantics=self.semantics.tolist(),
             seen_classes=None if self.seen_classes is None else self.seen_classes.tolist(),
             seen_semantics=self.seen_semantics.tolist(),
+            class_names=list(self.class_names),
+            calibration=self.calibration,
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        if "class_names" not in config:
+            log.warning(
+                "This SGMA model was saved before models kept their class names and "
+                "calibration: its %d classes are named class_000, ... and it has no "
+                "calibration constant (calibrated GZSL needs one: pass it, or re-save "
+                "the model with `model.class_names` and `model.calibration` set).",
+                len(config.get("semantics") or []),
+            )
+        return cls(**config)
+
+
+def default_class_names(num_classes):
+    """`class_000`, `class_001`, ...: the names of a model saved without names."""
+    return [f"class_{i:03d}" for i in range(num_classes)]
+
+
+def check_class_names(names, num_classes, owner):
+    """A list of `num_classes` distinct non-empty strings (default names if None)."""
+    if names is None:
+        return default_class_names(num_classes)
+    if isinstance(names, str):
+        raise ValueError(f"{owner}: `class_names` must be a list of names, got a string.")
+    names = [str(n) for n in names]
+    if len(names) != num_classes:
+        raise ValueError(
+            f"{owner}: {len(names)} class names for {num_classes} classes (rows of the "
+            "semantic matrix); expected one name per class."
+        )
+    seen = {}
+    for i, name in enumerate(names):
+        if not name.strip():
+            raise ValueError(f"{owner}: class name {i} is empty; expected a name.")
+        if name in seen:
+            raise ValueError(
+                f"{owner}: class name {name!r} is given twice (rows {seen[name]} and {i}); "
+                "expected distinct names."
+            )
+        seen[name] = i
+    return names
 
 
 def _layer(class_name, args, name):

@@ -56,6 +56,8 @@ DATA_ARGS = {
     "semantics": "the dataset's class semantic matrix",
     "seen_classes": "the training classes of the run's protocol",
     "seen_semantics": "set only when a saved model whose classes were swapped is reloaded",
+    "class_names": "the dataset's class names (saved with the model)",
+    "calibration": "chosen on the validation split after training, stored in best.keras",
 }
 
 
@@ -74,7 +76,8 @@ def model_kwargs(cfg):
 
 def build_model(cfg, data, seen_classes):
     """The SGMA model of `cfg` for `data`, trained on `seen_classes`."""
-    return SGMA(semantics=data.semantics, seen_classes=seen_classes, **model_kwargs(cfg))
+    return SGMA(semantics=data.semantics, seen_classes=seen_classes,
+                class_names=list(data.class_names), **model_kwargs(cfg))
 
 
 def make_optimizer(train_cfg, learning_rate=None):
