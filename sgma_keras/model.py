@@ -130,8 +130,12 @@ class SGMA(keras.Model):
         seed: seed of the random boxes.
         class_names: one name per row of `semantics` (default `class_000`, ...).
         calibration: the calibrated-stacking constant chosen on validation (subtracted
-            from the scores of the training classes in calibrated GZSL), or None when
+            from the scores of the seen classes in calibrated GZSL), or None when
             none was chosen. Training stores it in `best.keras`.
+        calibration_classes: ids of the classes GZSL counts as seen (the constant is
+            subtracted from their scores; ZSL ranks the others). Default: the
+            training classes. Training stores the dataset's seen classes (training
+            and validation classes), as evaluation counts them.
     """
 
     def __init__(
@@ -175,6 +179,7 @@ class SGMA(keras.Model):
         seed=None,
         class_names=None,
         calibration=None,
+        calibration_classes=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -277,6 +282,7 @@ class SGMA(keras.Model):
         )
         self.class_names = tuple(check_class_names(class_names, len(semantics), "SGMA"))
         self.calibration = None if calibration is None else float(calibration)
+        self.calibration_classes = _class_ids(calibration_classes, len(semantics))
         self.loss_trackers = [keras.metrics.Mean(name=name) for name in LOSS_TERMS]
 
     @staticmethod
@@ -507,6 +513,11 @@ class SGMA(keras.Model):
                 f"SGMA: `seen_rows` must have one entry per class ({len(semantics)}), "
                 f"got shape {seen_rows.shape}."
             )
+        if self.calibration_classes is not None:  # the classes keep their role
+            old = match_rows(self.semantics, semantics)
+            kept = set(self.calibration_classes.tolist())
+            self.calibration_classes = np.asarray(
+                [row for row, o in enumerate(old) if o >= 0 and int(o) in kept], "int64")
         self.embedding.set_semantics(semantics)
         if self.center_head is not None:
             self.center_head.set_semantics(semantics, seen_rows)
@@ -545,6 +556,16 @@ class SGMA(keras.Model):
     def seen_mask(self):
         """(num_classes,) bool: the classes the model was trained on."""
         return self.seen_rows() >= 0
+
+    @property
+    def gzsl_seen_mask(self):
+        """(num_classes,) bool: the classes GZSL counts as seen (`calibration_classes`,
+        default the training classes): calibration lowers their scores, ZSL skips them."""
+        if self.calibration_classes is None:
+            return self.seen_mask
+        mask = np.zeros(self.num_classes, bool)
+        mask[self.calibration_classes] = True
+        return mask
 
     # --- initialisation (spec stage 2) ---
 
@@ -598,6 +619,8 @@ class SGMA(keras.Model):
             seen_semantics=self.seen_semantics.tolist(),
             class_names=list(self.class_names),
             calibration=self.calibration,
+            calibration_classes=(None if self.calibration_classes is None
+                                 else self.calibration_classes.tolist()),
         )
         return config
 
@@ -612,6 +635,18 @@ class SGMA(keras.Model):
                 len(config.get("semantics") or []),
             )
         return cls(**config)
+
+
+def _class_ids(ids, num_classes):
+    if ids is None:
+        return None
+    ids = np.asarray(ids, dtype="int64").reshape(-1)
+    if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
+        raise ValueError(
+            f"SGMA: `calibration_classes` must be class ids in [0, {num_classes}), got "
+            f"{ids.tolist()}."
+        )
+    return ids
 
 
 def default_class_names(num_classes):

@@ -86,15 +86,17 @@ def _decode(path):
 
 
 def resize_image(image, size):
-    """The evaluation resize (see `_resize`): (H, W, 3) -> float32 (size, size, 3)."""
+    """The evaluation resize (see `_resize`) of an image (H, W, 3) or a batch
+    (B, H, W, 3) -> float32 (..., size, size, 3). The SavedModel and the predict
+    API resize with it, so they score the same pixels as evaluation."""
     return _resize(image, size)
 
 
 def _resize(image, size):
     """Resize to (size, size) float32. Antialiased only when shrinking by more than
     1.5x (where plain bilinear sampling would alias); it is several times slower."""
-    shape = tf.shape(image)
-    shrink = tf.cast(tf.reduce_max(shape[:2]), tf.float32) > 1.5 * size
+    shape = tf.shape(image)[-3:-1]  # (H, W) of an image or a batch
+    shrink = tf.cast(tf.reduce_max(shape), tf.float32) > 1.5 * size
     return tf.cond(
         shrink,
         lambda: tf.image.resize(image, [size, size], antialias=True),

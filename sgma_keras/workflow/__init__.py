@@ -11,7 +11,10 @@ any cycle, imports inside functions included):
     evaluation   test report: ZSL, GZSL, calibration on validation, AUSUC, figures
     training     the stages as a table (warm-up, attention init, joint), `train(cfg)`
     export       TensorFlow SavedModel of a checkpoint
-    cli          the argument parsers and `main`s of train.py, evaluate.py, export.py
+    predict      a trained model (.keras or SavedModel) on image files, arrays or tf.data:
+                 top-k class names, boxes, maps; new classes from their descriptions
+    cli          the argument parsers and `main`s of train.py, evaluate.py, export.py,
+                 predict.py
 
 The model, its layers and losses (`sgma_keras.model`, `layers/`, `losses`) and the data
 (`sgma_keras.data`) sit below this package and never import it.

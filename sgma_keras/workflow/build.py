@@ -58,6 +58,7 @@ DATA_ARGS = {
     "seen_semantics": "set only when a saved model whose classes were swapped is reloaded",
     "class_names": "the dataset's class names (saved with the model)",
     "calibration": "chosen on the validation split after training, stored in best.keras",
+    "calibration_classes": "the dataset's seen classes, stored with the calibration",
 }
 
 
