@@ -11,7 +11,7 @@ RUN pip install --no-cache-dir -r requirements-base.txt
 
 COPY sgma_keras ./sgma_keras
 COPY configs ./configs
-COPY train.py evaluate.py export.py ./
+COPY train.py evaluate.py export.py predict.py ./
 
 ENV KERAS_BACKEND=tensorflow
 ENTRYPOINT ["python", "train.py"]

@@ -282,7 +282,7 @@ class SGMA(keras.Model):
         )
         self.class_names = tuple(check_class_names(class_names, len(semantics), "SGMA"))
         self.calibration = None if calibration is None else float(calibration)
-        self.calibration_classes = _class_ids(calibration_classes, len(semantics))
+        self._calibration_classes = _class_ids(calibration_classes, len(semantics))
         self.loss_trackers = [keras.metrics.Mean(name=name) for name in LOSS_TERMS]
 
     @staticmethod
@@ -556,6 +556,15 @@ class SGMA(keras.Model):
     def seen_mask(self):
         """(num_classes,) bool: the classes the model was trained on."""
         return self.seen_rows() >= 0
+
+    @property
+    def calibration_classes(self):
+        """int64 ids of the classes GZSL counts as seen, or None (the training classes)."""
+        return self._calibration_classes
+
+    @calibration_classes.setter
+    def calibration_classes(self, ids):
+        self._calibration_classes = _class_ids(ids, self.num_classes)
 
     @property
     def gzsl_seen_mask(self):

@@ -77,8 +77,9 @@ def model_kwargs(cfg):
 
 def build_model(cfg, data, seen_classes):
     """The SGMA model of `cfg` for `data`, trained on `seen_classes`."""
+    names = getattr(data, "class_names", None)
     return SGMA(semantics=data.semantics, seen_classes=seen_classes,
-                class_names=list(data.class_names), **model_kwargs(cfg))
+                class_names=None if names is None else list(names), **model_kwargs(cfg))
 
 
 def make_optimizer(train_cfg, learning_rate=None):
