@@ -500,9 +500,7 @@ class SGMA(keras.Model):
         """
         semantics = as_semantic_matrix(semantics, self.embedding.semantic_dim, owner="SGMA")
         if class_names is None:
-            old = match_rows(self.semantics, semantics)
-            class_names = [self.class_names[o] if o >= 0 else f"class_{i:03d}"
-                           for i, o in enumerate(old)]
+            class_names = _carried_names(self.class_names, match_rows(self.semantics, semantics))
         class_names = check_class_names(class_names, len(semantics), "SGMA.set_class_semantics")
         seen_semantics = self.seen_semantics
         if seen_rows is None:
@@ -656,6 +654,19 @@ def _class_ids(ids, num_classes):
             f"{ids.tolist()}."
         )
     return ids
+
+
+def _carried_names(old_names, old_rows):
+    """A row equal to an old row keeps its name, others are `class_<row>`; repeats get
+    a `_<row>` suffix, so the names stay distinct."""
+    names, used = [], set()
+    for row, old in enumerate(old_rows):
+        name = old_names[old] if old >= 0 else f"class_{row:03d}"
+        while name in used:
+            name = f"{name}_{row}"
+        used.add(name)
+        names.append(name)
+    return names
 
 
 def default_class_names(num_classes):
