@@ -404,6 +404,16 @@ SCHEMA: dict[str, Any] = {
                                       "input-image pixels [paper: 10]"),
         "peak_temperature": Field(float, 0.05, gt=0,
                                   doc="softmax temperature locating attention peaks"),
+        # --- issue 14 (box gradients) ---
+        "boxcar_steepness_unit": Field(str, "pixel", choices=("pixel", "relative"),
+                                       doc="unit of z in the boxcar h(kz): input-image "
+                                           "pixels (k=10: a 0.2 px edge) or the image side "
+                                           "(k=10: an edge a tenth of the image) [choice]"),
+        "peak_gradient_temperature": Field(float, 0.2, gt=0,
+                                           doc="straight-through soft-argmax: the box sits "
+                                               "on the sharp peak, its gradient to the map "
+                                               "is that of softmax(M / this); null: off "
+                                               "(vanishes on peaky maps) [choice]"),
         "embedding": {
             "normalize": Field(bool, False,
                                doc="L2-normalise theta and phi, scaled score (NormFace) "

@@ -38,6 +38,8 @@ LAYER_ARGS = {
         "max_side": "max_side",
         "boxcar_steepness": "steepness",
         "peak_temperature": "peak_temperature",
+        "boxcar_steepness_unit": "steepness_unit",
+        "peak_gradient_temperature": "peak_gradient_temperature",
         "part_mode": "box_source",
         "seed": "seed",
     },
@@ -109,6 +111,8 @@ class SGMA(keras.Model):
         attention_reduction, attention_normalize: see `MultiAttention`.
         cnet_hidden, min_side, max_side, boxcar_steepness, peak_temperature:
             see `PartCropper`.
+        boxcar_steepness_unit, peak_gradient_temperature: `PartCropper`'s
+            `steepness_unit` and `peak_gradient_temperature`.
         embedding_normalize, embedding_scale, embedding_learn_scale: see
             `SemanticEmbedding`.
         center_enabled: use the class-center branch (loss and score).
@@ -165,6 +169,8 @@ class SGMA(keras.Model):
         div_reduction="sum",
         seen_semantics=None,
         seed=None,
+        boxcar_steepness_unit="pixel",
+        peak_gradient_temperature=0.2,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -189,6 +195,10 @@ class SGMA(keras.Model):
             max_side=float(max_side),
             boxcar_steepness=float(boxcar_steepness),
             peak_temperature=float(peak_temperature),
+            boxcar_steepness_unit=boxcar_steepness_unit,
+            peak_gradient_temperature=(
+                None if peak_gradient_temperature is None else float(peak_gradient_temperature)
+            ),
             embedding_normalize=bool(embedding_normalize),
             embedding_scale=float(embedding_scale),
             embedding_learn_scale=bool(embedding_learn_scale),

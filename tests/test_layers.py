@@ -316,6 +316,26 @@ def test_first_boxes_sit_on_the_attention_peaks():
     np.testing.assert_allclose(numpy(parts), numpy(cropper.crop(images, boxes)), atol=1e-4)
 
 
+def test_peaky_maps_keep_a_gradient_to_the_box_position():
+    """softmax(M / 0.05) saturates on a peaky map (L_cpt's ideal: a Gaussian of one
+    cell): ||d(t_x, t_y)/dM|| falls from 0.45 (flat map) to 5e-4. The straight-
+    through broad soft-argmax keeps the box where it was and a gradient of 0.13."""
+    rows, cols = np.meshgrid(np.arange(28), np.arange(28), indexing="ij")
+    peaky = np.exp(-((rows - 8) ** 2 + (cols - 16) ** 2) / 2.0)[None, :, :, None]
+    maps = keras.Variable(peaky.astype("float32"), name="maps")
+    norms, boxes = {}, {}
+    for t in (None, 0.2):
+        cropper = PartCropper(num_parts=1, output_size=8, peak_gradient_temperature=t)
+        cropper.build([(None, 64, 64, 3), (None, 28, 28, 1)])
+        boxes[t] = numpy(cropper.predict_boxes(maps))
+        grads = [gradients(lambda c=c: cropper.predict_boxes(maps)[0, 0, c], [maps])[1][0]
+                 for c in (0, 1)]
+        norms[t] = np.sqrt(sum((g**2).sum() for g in grads))
+    np.testing.assert_allclose(boxes[0.2], boxes[None], atol=1e-6)
+    np.testing.assert_allclose(boxes[None][0, 0, :2], [16.5 / 28, 8.5 / 28], atol=1e-3)
+    assert norms[None] < 1e-3 < 0.1 < norms[0.2], norms
+
+
 def test_random_boxes_lie_inside_the_image():
     cropper = PartCropper(num_parts=3, output_size=8, min_side=0.25, max_side=0.6,
                           box_source="random", seed=3)

@@ -34,6 +34,8 @@ MODEL_ARGS = {
     "model.max_side": "max_side",
     "model.boxcar_steepness": "boxcar_steepness",
     "model.peak_temperature": "peak_temperature",
+    "model.boxcar_steepness_unit": "boxcar_steepness_unit",
+    "model.peak_gradient_temperature": "peak_gradient_temperature",
     "model.embedding.normalize": "embedding_normalize",
     "model.embedding.scale": "embedding_scale",
     "model.embedding.learn_scale": "embedding_learn_scale",
