@@ -433,6 +433,24 @@ def test_fit_channel_groups_and_prefit():
         layer.prefit(features, groups[:5])
 
 
+def test_fit_channel_groups_ignores_dead_channels():
+    """A post-ReLU channel that is all zero on an image has argmax (0, 0): counted
+    as a peak, it votes for the top-left corner. Here channels 0-3 peak top-left
+    and 4-7 bottom-right, except on the images where channels 4-5 are dead; a
+    dead channel's vote must not pull it into the top-left group, and channel 8
+    (dead on every image) must not form or skew a group."""
+    features = two_region_features(n=6, channels=8)
+    features[:4, :, :, 4:6] = 0.0  # dead on 4 of the 6 images
+    features = np.concatenate([features, np.zeros(features.shape[:3] + (1,), "float32")], -1)
+    layer = MultiAttention(num_parts=2, reduction=2)
+    layer.build(features.shape)
+    groups = layer.fit_channel_groups(features, seed=0)
+    assert groups.shape == (9,)
+    assert len(set(groups[:4])) == 1 and len(set(groups[4:8])) == 1, groups
+    assert groups[0] != groups[4]
+    assert groups[8] in (0, 1)
+
+
 # -- SemanticEmbedding and ClassCenterHead ---------------------------------------------
 
 
