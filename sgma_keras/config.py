@@ -449,6 +449,10 @@ SCHEMA: dict[str, Any] = {
         "learning_rate": Field(float, 0.05, gt=0, doc="initial learning rate [paper: 0.05]"),
         "momentum": Field(float, 0.9, min=0, lt=1, doc="SGD momentum [paper: 0.9]"),
         "weight_decay": Field(float, 5e-4, min=0, doc="weight decay [paper: 5e-4]"),
+        "weight_decay_mode": Field(str, "decoupled", choices=("coupled", "decoupled"),
+                                   doc="`coupled`: wd*w added to the gradient before momentum "
+                                       "(PyTorch SGD, the paper's; ~10x stronger at momentum "
+                                       "0.9); `decoupled`: Keras's w -= lr*wd*w [paper: coupled]"),
         "lr_factor": Field(float, 0.1, gt=0, lt=1,
                            doc="learning rate factor on a plateau of monitor [paper: 0.1]"),
         "lr_patience": Field(int, 2, min=0, doc="epochs without improvement before a drop"),
