@@ -409,7 +409,7 @@ SCHEMA: dict[str, Any] = {
                                        doc="unit of z in the boxcar h(kz): input-image "
                                            "pixels (k=10: a 0.2 px edge) or the image side "
                                            "(k=10: an edge a tenth of the image) [choice]"),
-        "peak_gradient_temperature": Field(float, 0.2, gt=0,
+        "peak_gradient_temperature": Field(float, 0.2, gt=0, nullable=True,
                                            doc="straight-through soft-argmax: the box sits "
                                                "on the sharp peak, its gradient to the map "
                                                "is that of softmax(M / this); null: off "
