@@ -54,7 +54,7 @@ def dataset_shape(cfg):
 
 def measure(cfg, batch=2, seed=0):
     """Dict of raw terms, weights and the weighted terms at initialisation."""
-    from sgma_keras.training import build_model
+    from sgma_keras.workflow.build import build_model
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
@@ -75,7 +75,7 @@ def measure(cfg, batch=2, seed=0):
     raw = {"L_cls": losses.embedding_softmax_loss(labels, out["embedding_scores"], model.seen_classes)}
     weights = {"L_cls": loss["cls_weight"]}
     if "latent" in out:
-        index = losses._seen_index(keras.ops.convert_to_tensor(labels), model.seen_classes)
+        index = losses.seen_index(keras.ops.convert_to_tensor(labels), model.seen_classes)
         raw["L_cct"] = losses.class_center_triplet_loss(
             index, out["latent"], model.center_head.normalized_centers(), loss["cct_margin"])
         weights["L_cct"] = loss["cct_weight"]

@@ -404,7 +404,11 @@ SCHEMA: dict[str, Any] = {
                                       "input-image pixels [paper: 10]"),
         "peak_temperature": Field(float, 0.05, gt=0,
                                   doc="softmax temperature locating attention peaks"),
-        # --- issue 14 (box gradients) ---
+        "boxcar_mask_at": Field(str, "input_pixels", choices=("input_pixels", "sample_points"),
+                                doc="where the boxcar mask V is evaluated: at the input "
+                                    "pixels the sampler reads (x * V, then crop: the mask "
+                                    "moves the box) or at the sample points (0.1.0: no "
+                                    "gradient to the box through V) [choice]"),
         "boxcar_steepness_unit": Field(str, "pixel", choices=("pixel", "relative"),
                                        doc="unit of z in the boxcar h(kz): input-image "
                                            "pixels (k=10: a 0.2 px edge) or the image side "

@@ -297,6 +297,31 @@ def test_gradient_descent_moves_the_box_onto_a_bright_square(unit, coordinate_gr
     assert progress >= 0.5 and remaining <= 0.5, (centre, target)
 
 
+def test_mask_at_sample_points_gives_the_box_no_gradient_and_loads_from_old_configs():
+    """0.1.0 evaluated V at the sample points, where `px - (t_x - t_s/2) W` does not
+    depend on `t_x`: on a flat image (the sampler then carries no gradient), dL/dt_x
+    and dL/dt_y are exactly zero. With V at the input pixels they are not. A layer
+    config without `mask_at` (a file saved by 0.1.0) loads with the old behaviour."""
+    image = np.full((1, 64, 64, 3), 200.0, "float32")
+    start = np.array([[[0.4, 0.5, 0.4]]], "float32")
+    weights = np.random.default_rng(3).normal(size=(1, 1, 16, 16, 3)).astype("float32")
+    grads = {}
+    for mask_at in ("sample_points", "input_pixels"):
+        cropper = PartCropper(num_parts=1, output_size=16, mask_at=mask_at)
+        boxes = keras.Variable(start, name="boxes")
+
+        def objective():
+            return keras.ops.sum(keras.ops.multiply(cropper.crop(image, boxes), weights))
+
+        _, (grads[mask_at],) = gradients(objective, [boxes])
+    assert np.all(grads["sample_points"][..., :2] == 0.0), grads["sample_points"]
+    assert np.all(np.abs(grads["input_pixels"][..., :2]) > 1e-2), grads["input_pixels"]
+    old = PartCropper(num_parts=1, output_size=16).get_config()
+    del old["mask_at"], old["peak_gradient_temperature"]
+    restored = PartCropper.from_config(old)
+    assert (restored.mask_at, restored.peak_gradient_temperature) == ("sample_points", None)
+
+
 # -- PartCropper -----------------------------------------------------------------------
 
 

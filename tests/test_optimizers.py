@@ -6,7 +6,7 @@ import pytest
 
 from sgma_keras.config import load_config
 from sgma_keras.optimizers import CoupledAdam, CoupledSGD
-from sgma_keras.training import make_optimizer
+from sgma_keras.workflow.build import make_optimizer
 from tests.helpers import _seed, numpy  # noqa: F401
 
 

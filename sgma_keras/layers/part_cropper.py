@@ -113,6 +113,9 @@ def masked_grid_sample(images, y, x, mask_y=None, mask_x=None):
     return total
 
 
+MASK_AT = ("input_pixels", "sample_points")
+
+
 def _as_float(size, dtype):
     """A static size as a Python float (no tensor to create), a dynamic one cast."""
     return float(size) if isinstance(size, int) else ops.cast(size, dtype)
@@ -155,7 +158,12 @@ class PartCropper(keras.layers.Layer):
             gradient once it is peaky). At 28x28, ||d(t_x, t_y)/dM|| is 0.45 on
             an init-like map and 5e-4 on a peaky one without it, 0.075 and 0.13
             with 0.2 (`benchmarks/peak_gradient.py`). Default 0.2 (a model
-            saved before this argument loads with it: only gradients change).
+            saved before this argument loads with None, as it was trained).
+        mask_at: "input_pixels" (V at the pixels each sample reads: the spec's
+            `x * V`, then crop) or "sample_points" (V at the sample points, as
+            0.1.0 did: no gradient to the box through V). Files saved before
+            this argument load with "sample_points" and no peak gradient
+            temperature, i.e. as they were trained.
         box_source: "attention" (SGMA) or "random" (random boxes, a baseline).
         seed: seed of the random boxes.
 
@@ -181,6 +189,7 @@ class PartCropper(keras.layers.Layer):
         seed=None,
         steepness_unit="pixel",
         peak_gradient_temperature=0.2,
+        mask_at="input_pixels",
         **kwargs,
     ):
         # Coordinates need float32 even under mixed precision (a 448 px image
@@ -208,6 +217,8 @@ class PartCropper(keras.layers.Layer):
                 "PartCropper: `steepness_unit` must be 'pixel' or 'relative', got "
                 f"{steepness_unit!r}."
             )
+        if mask_at not in MASK_AT:
+            raise ValueError(f"PartCropper: `mask_at` must be one of {MASK_AT}, got {mask_at!r}.")
         if peak_gradient_temperature is not None and peak_gradient_temperature <= 0:
             raise ValueError(
                 "PartCropper: `peak_gradient_temperature` must be > 0 or None, got "
@@ -223,6 +234,7 @@ class PartCropper(keras.layers.Layer):
         self.box_source = box_source
         self.seed = seed
         self.steepness_unit = steepness_unit
+        self.mask_at = mask_at
         self.peak_gradient_temperature = (
             None if peak_gradient_temperature is None else float(peak_gradient_temperature)
         )
@@ -346,6 +358,14 @@ class PartCropper(keras.layers.Layer):
 
         mask_x = boxcar((t_x - t_s / 2) * width, (t_x + t_s / 2) * width, kx)
         mask_y = boxcar((t_y - t_s / 2) * height, (t_y + t_s / 2) * height, ky)
+        if self.mask_at == "sample_points":
+            # 0.1.0: V on the sampling grid itself, where it does not depend on
+            # the box position (kept so that files saved then load unchanged).
+            grid_y = ops.broadcast_to(py[..., :, None], ops.shape(py)[:2] + (size, size))
+            grid_x = ops.broadcast_to(px[..., None, :], ops.shape(px)[:2] + (size, size))
+            parts = bilinear_sample(images, grid_y - 0.5, grid_x - 0.5)
+            mask = mask_y(py - 0.5)[..., :, None] * mask_x(px - 0.5)[..., None, :]
+            return parts * mask[..., None]
         # Pixel centres sit at integer coordinates after the half-pixel shift.
         return masked_grid_sample(images, py - 0.5, px - 0.5, mask_y, mask_x)
 
@@ -377,5 +397,13 @@ class PartCropper(keras.layers.Layer):
             seed=self.seed,
             steepness_unit=self.steepness_unit,
             peak_gradient_temperature=self.peak_gradient_temperature,
+            mask_at=self.mask_at,
         )
         return config
+
+    # A layer saved before these options existed loads with what it was trained with.
+    LEGACY_ARGS = {"mask_at": "sample_points", "peak_gradient_temperature": None}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{**cls.LEGACY_ARGS, **config})

@@ -35,6 +35,7 @@ MODEL_ARGS = {
     "model.max_side": "max_side",
     "model.boxcar_steepness": "boxcar_steepness",
     "model.peak_temperature": "peak_temperature",
+    "model.boxcar_mask_at": "boxcar_mask_at",
     "model.boxcar_steepness_unit": "boxcar_steepness_unit",
     "model.peak_gradient_temperature": "peak_gradient_temperature",
     "model.embedding.normalize": "embedding_normalize",
