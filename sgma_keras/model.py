@@ -38,6 +38,9 @@ LAYER_ARGS = {
         "max_side": "max_side",
         "boxcar_steepness": "steepness",
         "peak_temperature": "peak_temperature",
+        "boxcar_mask_at": "mask_at",
+        "boxcar_steepness_unit": "steepness_unit",
+        "peak_gradient_temperature": "peak_gradient_temperature",
         "part_mode": "box_source",
         "seed": "seed",
     },
@@ -109,6 +112,9 @@ class SGMA(keras.Model):
         attention_reduction, attention_normalize: see `MultiAttention`.
         cnet_hidden, min_side, max_side, boxcar_steepness, peak_temperature:
             see `PartCropper`.
+        boxcar_mask_at, boxcar_steepness_unit, peak_gradient_temperature:
+            `PartCropper`'s `mask_at`, `steepness_unit` and
+            `peak_gradient_temperature`.
         embedding_normalize, embedding_scale, embedding_learn_scale: see
             `SemanticEmbedding`.
         center_enabled: use the class-center branch (loss and score).
@@ -165,6 +171,9 @@ class SGMA(keras.Model):
         div_reduction="sum",
         seen_semantics=None,
         seed=None,
+        boxcar_steepness_unit="pixel",
+        peak_gradient_temperature=0.2,
+        boxcar_mask_at="input_pixels",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -189,6 +198,11 @@ class SGMA(keras.Model):
             max_side=float(max_side),
             boxcar_steepness=float(boxcar_steepness),
             peak_temperature=float(peak_temperature),
+            boxcar_mask_at=boxcar_mask_at,
+            boxcar_steepness_unit=boxcar_steepness_unit,
+            peak_gradient_temperature=(
+                None if peak_gradient_temperature is None else float(peak_gradient_temperature)
+            ),
             embedding_normalize=bool(embedding_normalize),
             embedding_scale=float(embedding_scale),
             embedding_learn_scale=bool(embedding_learn_scale),
@@ -540,6 +554,15 @@ class SGMA(keras.Model):
             self.attention_backbone.set_weights(self.global_backbone.get_weights())
 
     # --- serialisation ---
+
+    # What a file saved before an option existed was trained with: it loads with
+    # these values, not the new defaults (tests/test_saved_fixture.py).
+    LEGACY_ARGS = {"boxcar_mask_at": "sample_points", "peak_gradient_temperature": None}
+
+    @classmethod
+    def from_config(cls, config):
+        config = {**cls.LEGACY_ARGS, **config}
+        return super().from_config(config)
 
     def get_config(self):
         config = super().get_config()
