@@ -409,6 +409,15 @@ SCHEMA: dict[str, Any] = {
                                     "pixels the sampler reads (x * V, then crop: the mask "
                                     "moves the box) or at the sample points (0.1.0: no "
                                     "gradient to the box through V) [choice]"),
+        "box_anchor": Field(str, "peak", choices=("peak", "cnet"),
+                            doc="box centre: the soft peak of its map moved by f_CNet's "
+                                "offset, or f_CNet's prediction from the map alone (the "
+                                "paper) [choice]"),
+        "map_losses_reach_backbone": Field(bool, True,
+                                           doc="false: stop the gradient of the feature map "
+                                               "into the attention subnet, so L_cpt + L_div "
+                                               "(and the boxes' path) train it alone, not "
+                                               "the backbone [choice]"),
         "boxcar_steepness_unit": Field(str, "pixel", choices=("pixel", "relative"),
                                        doc="unit of z in the boxcar h(kz): input-image "
                                            "pixels (k=10: a 0.2 px edge) or the image side "

@@ -39,6 +39,7 @@ LAYER_ARGS = {
         "boxcar_steepness": "steepness",
         "peak_temperature": "peak_temperature",
         "boxcar_mask_at": "mask_at",
+        "box_anchor": "anchor",
         "boxcar_steepness_unit": "steepness_unit",
         "peak_gradient_temperature": "peak_gradient_temperature",
         "part_mode": "box_source",
@@ -112,9 +113,12 @@ class SGMA(keras.Model):
         attention_reduction, attention_normalize: see `MultiAttention`.
         cnet_hidden, min_side, max_side, boxcar_steepness, peak_temperature:
             see `PartCropper`.
-        boxcar_mask_at, boxcar_steepness_unit, peak_gradient_temperature:
-            `PartCropper`'s `mask_at`, `steepness_unit` and
-            `peak_gradient_temperature`.
+        boxcar_mask_at, boxcar_steepness_unit, peak_gradient_temperature,
+            box_anchor: `PartCropper`'s `mask_at`, `steepness_unit`,
+            `peak_gradient_temperature` and `anchor`.
+        map_losses_reach_backbone: False stops the gradient of the feature
+            map into `MultiAttention`: the map losses (and the boxes' path)
+            train the attention subnet only, not the backbone under it.
         embedding_normalize, embedding_scale, embedding_learn_scale: see
             `SemanticEmbedding`.
         center_enabled: use the class-center branch (loss and score).
@@ -174,6 +178,8 @@ class SGMA(keras.Model):
         boxcar_steepness_unit="pixel",
         peak_gradient_temperature=0.2,
         boxcar_mask_at="input_pixels",
+        box_anchor="peak",
+        map_losses_reach_backbone=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -199,6 +205,8 @@ class SGMA(keras.Model):
             boxcar_steepness=float(boxcar_steepness),
             peak_temperature=float(peak_temperature),
             boxcar_mask_at=boxcar_mask_at,
+            box_anchor=box_anchor,
+            map_losses_reach_backbone=bool(map_losses_reach_backbone),
             boxcar_steepness_unit=boxcar_steepness_unit,
             peak_gradient_temperature=(
                 None if peak_gradient_temperature is None else float(peak_gradient_temperature)
@@ -381,6 +389,8 @@ class SGMA(keras.Model):
                     if self.attention_backbone is None
                     else self.attention_backbone(view, training=training)
                 )
+                if not self._args["map_losses_reach_backbone"]:
+                    map_features = ops.stop_gradient(map_features)
                 maps = self.multi_attention(map_features)
                 outputs["attention_maps"] = maps
                 parts, boxes = self.cropper([images, maps])

@@ -114,6 +114,7 @@ def masked_grid_sample(images, y, x, mask_y=None, mask_x=None):
 
 
 MASK_AT = ("input_pixels", "sample_points")
+ANCHORS = ("peak", "cnet")
 
 
 def _as_float(size, dtype):
@@ -164,6 +165,9 @@ class PartCropper(keras.layers.Layer):
             0.1.0 did: no gradient to the box through V). Files saved before
             this argument load with "sample_points" and no peak gradient
             temperature, i.e. as they were trained.
+        anchor: "peak" (the box centre is the soft peak of its map moved by
+            `f_CNet`'s offset) or "cnet" (the paper: `f_CNet` predicts the
+            centre from the map alone, starting at the image centre).
         box_source: "attention" (SGMA) or "random" (random boxes, a baseline).
         seed: seed of the random boxes.
 
@@ -190,6 +194,7 @@ class PartCropper(keras.layers.Layer):
         steepness_unit="pixel",
         peak_gradient_temperature=0.2,
         mask_at="input_pixels",
+        anchor="peak",
         **kwargs,
     ):
         # Coordinates need float32 even under mixed precision (a 448 px image
@@ -217,6 +222,8 @@ class PartCropper(keras.layers.Layer):
                 "PartCropper: `steepness_unit` must be 'pixel' or 'relative', got "
                 f"{steepness_unit!r}."
             )
+        if anchor not in ANCHORS:
+            raise ValueError(f"PartCropper: `anchor` must be one of {ANCHORS}, got {anchor!r}.")
         if mask_at not in MASK_AT:
             raise ValueError(f"PartCropper: `mask_at` must be one of {MASK_AT}, got {mask_at!r}.")
         if peak_gradient_temperature is not None and peak_gradient_temperature <= 0:
@@ -235,6 +242,7 @@ class PartCropper(keras.layers.Layer):
         self.seed = seed
         self.steepness_unit = steepness_unit
         self.mask_at = mask_at
+        self.anchor = anchor
         self.peak_gradient_temperature = (
             None if peak_gradient_temperature is None else float(peak_gradient_temperature)
         )
@@ -297,6 +305,9 @@ class PartCropper(keras.layers.Layer):
             p = ops.clip(p, 1e-4, 1.0 - 1e-4)
             return ops.log(p) - ops.log(1.0 - p)
 
+        if self.anchor == "cnet":
+            # The paper: f_CNet predicts the box from the map, with no anchor.
+            peak_x = peak_y = ops.full_like(peak_x, 0.5)
         t_x = ops.sigmoid(logit(peak_x) + offsets[..., 0])
         t_y = ops.sigmoid(logit(peak_y) + offsets[..., 1])
         t_s = self.min_side + (self.max_side - self.min_side) * ops.sigmoid(offsets[..., 2])
@@ -398,6 +409,7 @@ class PartCropper(keras.layers.Layer):
             steepness_unit=self.steepness_unit,
             peak_gradient_temperature=self.peak_gradient_temperature,
             mask_at=self.mask_at,
+            anchor=self.anchor,
         )
         return config
 
