@@ -404,6 +404,29 @@ SCHEMA: dict[str, Any] = {
                                       "input-image pixels [paper: 10]"),
         "peak_temperature": Field(float, 0.05, gt=0,
                                   doc="softmax temperature locating attention peaks"),
+        "boxcar_mask_at": Field(str, "input_pixels", choices=("input_pixels", "sample_points"),
+                                doc="where the boxcar mask V is evaluated: at the input "
+                                    "pixels the sampler reads (x * V, then crop: the mask "
+                                    "moves the box) or at the sample points (0.1.0: no "
+                                    "gradient to the box through V) [choice]"),
+        "box_anchor": Field(str, "peak", choices=("peak", "cnet"),
+                            doc="box centre: the soft peak of its map moved by f_CNet's "
+                                "offset, or f_CNet's prediction from the map alone (the "
+                                "paper) [choice]"),
+        "map_losses_reach_backbone": Field(bool, True,
+                                           doc="false: stop the gradient of the feature map "
+                                               "into the attention subnet, so L_cpt + L_div "
+                                               "(and the boxes' path) train it alone, not "
+                                               "the backbone [choice]"),
+        "boxcar_steepness_unit": Field(str, "pixel", choices=("pixel", "relative"),
+                                       doc="unit of z in the boxcar h(kz): input-image "
+                                           "pixels (k=10: a 0.2 px edge) or the image side "
+                                           "(k=10: an edge a tenth of the image) [choice]"),
+        "peak_gradient_temperature": Field(float, 0.2, gt=0, nullable=True,
+                                           doc="straight-through soft-argmax: the box sits "
+                                               "on the sharp peak, its gradient to the map "
+                                               "is that of softmax(M / this); null: off "
+                                               "(vanishes on peaky maps) [choice]"),
         "embedding": {
             "normalize": Field(bool, False,
                                doc="L2-normalise theta and phi, scaled score (NormFace) "
@@ -439,6 +462,10 @@ SCHEMA: dict[str, Any] = {
         "learning_rate": Field(float, 0.05, gt=0, doc="initial learning rate [paper: 0.05]"),
         "momentum": Field(float, 0.9, min=0, lt=1, doc="SGD momentum [paper: 0.9]"),
         "weight_decay": Field(float, 5e-4, min=0, doc="weight decay [paper: 5e-4]"),
+        "weight_decay_mode": Field(str, "decoupled", choices=("coupled", "decoupled"),
+                                   doc="`coupled`: wd*w added to the gradient before momentum "
+                                       "(PyTorch SGD, the paper's; ~10x stronger at momentum "
+                                       "0.9); `decoupled`: Keras's w -= lr*wd*w [paper: coupled]"),
         "lr_factor": Field(float, 0.1, gt=0, lt=1,
                            doc="learning rate factor on a plateau of monitor [paper: 0.1]"),
         "lr_patience": Field(int, 2, min=0, doc="epochs without improvement before a drop"),

@@ -42,6 +42,10 @@ LAYER_ARGS = {
         "max_side": "max_side",
         "boxcar_steepness": "steepness",
         "peak_temperature": "peak_temperature",
+        "boxcar_mask_at": "mask_at",
+        "box_anchor": "anchor",
+        "boxcar_steepness_unit": "steepness_unit",
+        "peak_gradient_temperature": "peak_gradient_temperature",
         "part_mode": "box_source",
         "seed": "seed",
     },
@@ -113,6 +117,12 @@ class SGMA(keras.Model):
         attention_reduction, attention_normalize: see `MultiAttention`.
         cnet_hidden, min_side, max_side, boxcar_steepness, peak_temperature:
             see `PartCropper`.
+        boxcar_mask_at, boxcar_steepness_unit, peak_gradient_temperature,
+            box_anchor: `PartCropper`'s `mask_at`, `steepness_unit`,
+            `peak_gradient_temperature` and `anchor`.
+        map_losses_reach_backbone: False stops the gradient of the feature
+            map into `MultiAttention`: the map losses (and the boxes' path)
+            train the attention subnet only, not the backbone under it.
         embedding_normalize, embedding_scale, embedding_learn_scale: see
             `SemanticEmbedding`.
         center_enabled: use the class-center branch (loss and score).
@@ -177,6 +187,11 @@ class SGMA(keras.Model):
         div_reduction="sum",
         seen_semantics=None,
         seed=None,
+        boxcar_steepness_unit="pixel",
+        peak_gradient_temperature=0.2,
+        boxcar_mask_at="input_pixels",
+        box_anchor="peak",
+        map_losses_reach_backbone=True,
         class_names=None,
         calibration=None,
         calibration_classes=None,
@@ -204,6 +219,13 @@ class SGMA(keras.Model):
             max_side=float(max_side),
             boxcar_steepness=float(boxcar_steepness),
             peak_temperature=float(peak_temperature),
+            boxcar_mask_at=boxcar_mask_at,
+            box_anchor=box_anchor,
+            map_losses_reach_backbone=bool(map_losses_reach_backbone),
+            boxcar_steepness_unit=boxcar_steepness_unit,
+            peak_gradient_temperature=(
+                None if peak_gradient_temperature is None else float(peak_gradient_temperature)
+            ),
             embedding_normalize=bool(embedding_normalize),
             embedding_scale=float(embedding_scale),
             embedding_learn_scale=bool(embedding_learn_scale),
@@ -385,6 +407,8 @@ class SGMA(keras.Model):
                     if self.attention_backbone is None
                     else self.attention_backbone(view, training=training)
                 )
+                if not self._args["map_losses_reach_backbone"]:
+                    map_features = ops.stop_gradient(map_features)
                 maps = self.multi_attention(map_features)
                 outputs["attention_maps"] = maps
                 parts, boxes = self.cropper([images, maps])
@@ -616,6 +640,23 @@ class SGMA(keras.Model):
 
     # --- serialisation ---
 
+    # What a file saved before an option existed was trained with: it loads with
+    # these values, not the new defaults (tests/test_saved_fixture.py).
+    LEGACY_ARGS = {"boxcar_mask_at": "sample_points", "peak_gradient_temperature": None}
+
+    @classmethod
+    def from_config(cls, config):
+        if "class_names" not in config:
+            log.warning(
+                "This SGMA model was saved before models kept their class names and "
+                "calibration: its %d classes are named class_000, ... and it has no "
+                "calibration constant (calibrated GZSL needs one: pass it, or re-save "
+                "the model with `model.class_names` and `model.calibration` set).",
+                len(config.get("semantics") or []),
+            )
+        config = {**cls.LEGACY_ARGS, **config}
+        return super().from_config(config)
+
     def get_config(self):
         config = super().get_config()
         config.update(self._args)
@@ -630,18 +671,6 @@ class SGMA(keras.Model):
                                  else self.calibration_classes.tolist()),
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        if "class_names" not in config:
-            log.warning(
-                "This SGMA model was saved before models kept their class names and "
-                "calibration: its %d classes are named class_000, ... and it has no "
-                "calibration constant (calibrated GZSL needs one: pass it, or re-save "
-                "the model with `model.class_names` and `model.calibration` set).",
-                len(config.get("semantics") or []),
-            )
-        return cls(**config)
 
 
 def _class_ids(ids, num_classes):

@@ -299,3 +299,45 @@ def test_copies_start_parts_and_the_attention_backbone_from_the_global_one():
     assert same(model.attention_backbone) and same(model.part_backbone(0))
     assert same(model.part_backbone(1))
     tiny_sgma().copy_global_to_attention()  # no attention backbone: nothing to copy
+
+
+@pytest.mark.parametrize("reach", [True, False])
+def test_map_losses_reach_the_backbone_only_when_asked(reach):
+    """`map_losses_reach_backbone=False` stops the feature map's gradient into the
+    attention subnet: L_cpt + L_div then train MultiAttention alone (issue 14)."""
+    from sgma_keras import losses
+
+    model = tiny_sgma(map_losses_reach_backbone=reach)
+    images, _ = H.easy_batch(per_class=1)
+    backbone = model.global_backbone.trainable_variables
+    attention = model.multi_attention.trainable_variables
+
+    def map_losses():
+        maps = model(images, training=True)["attention_maps"]
+        return losses.compactness_loss(maps) + losses.diversity_loss(maps)
+
+    _, grads = gradients(map_losses, backbone + attention)
+    def largest(gs):  # None: not connected (TensorFlow, torch), i.e. zero
+        return max(0.0 if g is None else float(np.abs(g).max()) for g in gs)
+
+    to_backbone, to_attention = largest(grads[: len(backbone)]), largest(grads[len(backbone):])
+    assert to_attention > 0
+    assert (to_backbone > 0) == reach, to_backbone
+
+
+def test_box_anchor_cnet_predicts_boxes_without_the_peak():
+    """"cnet" (the paper): f_CNet predicts the box from the map alone, so with its
+    output layer at zero every box sits at the image centre wherever the peak is;
+    "peak" puts it on the peak."""
+    from sgma_keras.layers import PartCropper
+
+    maps = np.zeros((1, 4, 4, 1), "float32")
+    maps[0, 0, 3, 0] = 1.0
+    centres = {}
+    for anchor in ("peak", "cnet"):
+        cropper = PartCropper(num_parts=1, output_size=8, hidden_units=4, anchor=anchor)
+        cropper.build([(1, 32, 32, 3), maps.shape])
+        cropper.cnet_w2.assign(np.zeros(cropper.cnet_w2.shape, "float32"))
+        centres[anchor] = numpy(cropper.predict_boxes(maps))[0, 0, :2]
+    np.testing.assert_allclose(centres["peak"], [3.5 / 4, 0.5 / 4], atol=1e-4)
+    np.testing.assert_allclose(centres["cnet"], [0.5, 0.5], atol=1e-6)

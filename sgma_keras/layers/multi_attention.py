@@ -82,6 +82,13 @@ class MultiAttention(keras.layers.Layer):
     def fit_channel_groups(self, features, iterations=100, seed=0):
         """Groups channels by k-means over their peak coordinates.
 
+        A channel that is all zero on an image (a dead ReLU channel there) has
+        no peak on it: its argmax would be cell (0, 0), a vote for the corner.
+        Such a (channel, image) coordinate is replaced by the channel's mean
+        peak over the images where it fires; a channel that fires on no image
+        takes no part in the k-means and joins the group whose centre is
+        nearest to the map centre (it adds nothing to any map on this sample).
+
         Args:
             features: array (N, H, W, C) of feature maps over a sample of
                 training images, from a backbone trained for classification.
@@ -95,10 +102,28 @@ class MultiAttention(keras.layers.Layer):
         n, h, w, c = features.shape
         flat = features.reshape(n, h * w, c)
         peak = flat.argmax(axis=1)  # (N, C): where each channel fires most
-        rows, cols = peak // w, peak % w
+        alive = flat.max(axis=1) > 0.0  # (N, C)
+        rows = (peak // w) / max(h - 1, 1)
+        cols = (peak % w) / max(w - 1, 1)
+        fires = alive.any(axis=0)  # (C,)
+        count = np.maximum(alive.sum(axis=0), 1)
+        for coords in (rows, cols):
+            mean = np.where(alive, coords, 0.0).sum(axis=0) / count
+            coords[...] = np.where(alive, coords, mean[None, :])
         # One vector per channel: its peak coordinates on every image, in [0,1].
-        points = np.concatenate([rows / max(h - 1, 1), cols / max(w - 1, 1)], axis=0).T
-        return kmeans(points, self.num_parts, iterations=iterations, seed=seed)
+        points = np.concatenate([rows, cols], axis=0).T
+        groups = np.zeros(c, dtype="int64")
+        if not fires.any():
+            return groups
+        groups[fires] = kmeans(points[fires], self.num_parts, iterations=iterations, seed=seed)
+        if not fires.all():
+            centres = np.stack([
+                points[fires][groups[fires] == j].mean(0) if np.any(groups[fires] == j)
+                else np.full(2 * n, np.inf) for j in range(self.num_parts)
+            ])
+            middle = np.full(2 * n, 0.5)
+            groups[~fires] = ((centres - middle) ** 2).sum(-1).argmin()
+        return groups
 
     def prefit(self, features, groups, target_logit=3.0, l2=1e-3):
         """Fits the second dense layer so that `a_i` matches group i's indicator.

@@ -60,6 +60,63 @@ def bilinear_sample(images, y, x):
     )
 
 
+def masked_grid_sample(images, y, x, mask_y=None, mask_x=None):
+    """Bilinear samples of `images * V` on per-row, per-column grids (separable).
+
+    Samples the image at every `(y[..., i], x[..., j])`, each input pixel
+    multiplied by a separable mask `V = mask_y(row) * mask_x(column)` before
+    interpolation (as if the masked image had been made, without making it).
+    Same half-pixel convention as `bilinear_sample`; reads outside the image
+    are zeros.
+
+    Args:
+        images: (B, H, W, C).
+        y: (B, K, n) row coordinates; x: (B, K, m) column coordinates.
+        mask_y, mask_x: functions of a float tensor of integer pixel indices of
+            the shape of `y` (resp. `x`) giving the mask there; None: 1.
+
+    Returns:
+        (B, K, n, m, C).
+    """
+    x = ops.convert_to_tensor(x)
+    y = ops.convert_to_tensor(y)
+    shape = ops.shape(images)
+    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+    flat = ops.reshape(images, (-1, channels))
+    x_last = ops.cast(width - 1, x.dtype)
+    y_last = ops.cast(height - 1, y.dtype)
+
+    def axis_weights(coords, last, mask):
+        """Per-axis (index, weight) of the two neighbouring pixels, mask folded in."""
+        lower = ops.stop_gradient(ops.floor(coords))
+        upper_weight = coords - lower
+        out = []
+        for index, weight in ((lower, 1.0 - upper_weight), (lower + 1.0, upper_weight)):
+            if mask is not None:
+                weight = weight * mask(index)
+            valid = (index >= 0) & (index <= last)
+            weight = weight * ops.cast(valid, weight.dtype)
+            out.append((ops.cast(ops.minimum(ops.relu(index), last), "int32"), weight))
+        return out
+
+    rows = axis_weights(y, y_last, mask_y)
+    cols = axis_weights(x, x_last, mask_x)
+    offset = ops.reshape(ops.arange(batch, dtype="int32") * (height * width), (-1, 1, 1, 1))
+    total = 0.0
+    for yi, wy in rows:
+        for xi, wx in cols:
+            index = offset + yi[..., :, None] * width + xi[..., None, :]  # (B, K, n, m)
+            values = ops.take(flat, ops.reshape(index, (-1,)), axis=0)
+            values = ops.reshape(values, tuple(ops.shape(index)) + (channels,))
+            weight = wy[..., :, None] * wx[..., None, :]
+            total = total + values * ops.cast(weight, values.dtype)[..., None]
+    return total
+
+
+MASK_AT = ("input_pixels", "sample_points")
+ANCHORS = ("peak", "cnet")
+
+
 def _as_float(size, dtype):
     """A static size as a Python float (no tensor to create), a dynamic one cast."""
     return float(size) if isinstance(size, int) else ops.cast(size, dtype)
@@ -77,19 +134,40 @@ class PartCropper(keras.layers.Layer):
 
     The part image is `x * V` with the boxcar mask
     `V = (h(x - t_x + t_s/2) - h(x - t_x - t_s/2)) (same in y)`,
-    `h(z) = sigmoid(k z)`, where **z is measured in input-image pixels** (k=10
-    gives an edge about half a pixel wide). The crop samples the input image
-    directly on an `output_size` x `output_size` grid that spans the box
-    (bilinear, differentiable in the box), and multiplies by `V` at the same
-    points: no full-resolution masked copy is ever made.
+    `h(z) = sigmoid(k z)`, where **z is measured in input-image pixels** by
+    default (k=10 gives an edge about 0.2 px wide; `steepness_unit`). The crop
+    samples the masked image `x * V` on an `output_size` x `output_size` grid
+    that spans the box (bilinear, differentiable in the box); `V` is evaluated
+    at the input pixels each sample reads and folded into the interpolation
+    weights, so no full-resolution masked copy is ever made, and moving a box
+    edge over a pixel changes the part image (the mask's gradient).
 
     Args:
         num_parts: K.
         output_size: side of the zoomed part images (the local input size).
         hidden_units: width of the first `f_CNet` dense layer.
         min_side, max_side: bounds of `t_s` (relative to the image side).
-        steepness: k of the boxcar mask, per input-image pixel.
+        steepness: k of the boxcar mask, per input-image pixel (or per image
+            side, see `steepness_unit`).
         peak_temperature: temperature of the soft-argmax over each map.
+        steepness_unit: "pixel" (z in input-image pixels: k = 10 is an edge
+            about 0.2 px wide) or "relative" (z in [0, 1] of the image side:
+            k = 10 is an edge a tenth of the image wide).
+        peak_gradient_temperature: None, or the temperature of a broader
+            soft-argmax whose gradient replaces the sharp peak's
+            (straight-through: the box position is unchanged, the map keeps a
+            gradient once it is peaky). At 28x28, ||d(t_x, t_y)/dM|| is 0.45 on
+            an init-like map and 5e-4 on a peaky one without it, 0.075 and 0.13
+            with 0.2 (`benchmarks/peak_gradient.py`). Default 0.2 (a model
+            saved before this argument loads with None, as it was trained).
+        mask_at: "input_pixels" (V at the pixels each sample reads: the spec's
+            `x * V`, then crop) or "sample_points" (V at the sample points, as
+            0.1.0 did: no gradient to the box through V). Files saved before
+            this argument load with "sample_points" and no peak gradient
+            temperature, i.e. as they were trained.
+        anchor: "peak" (the box centre is the soft peak of its map moved by
+            `f_CNet`'s offset) or "cnet" (the paper: `f_CNet` predicts the
+            centre from the map alone, starting at the image centre).
         box_source: "attention" (SGMA) or "random" (random boxes, a baseline).
         seed: seed of the random boxes.
 
@@ -113,6 +191,10 @@ class PartCropper(keras.layers.Layer):
         peak_temperature=0.05,
         box_source="attention",
         seed=None,
+        steepness_unit="pixel",
+        peak_gradient_temperature=0.2,
+        mask_at="input_pixels",
+        anchor="peak",
         **kwargs,
     ):
         # Coordinates need float32 even under mixed precision (a 448 px image
@@ -135,6 +217,20 @@ class PartCropper(keras.layers.Layer):
                 "PartCropper: `steepness` and `peak_temperature` must be > 0, got "
                 f"{steepness} and {peak_temperature}."
             )
+        if steepness_unit not in ("pixel", "relative"):
+            raise ValueError(
+                "PartCropper: `steepness_unit` must be 'pixel' or 'relative', got "
+                f"{steepness_unit!r}."
+            )
+        if anchor not in ANCHORS:
+            raise ValueError(f"PartCropper: `anchor` must be one of {ANCHORS}, got {anchor!r}.")
+        if mask_at not in MASK_AT:
+            raise ValueError(f"PartCropper: `mask_at` must be one of {MASK_AT}, got {mask_at!r}.")
+        if peak_gradient_temperature is not None and peak_gradient_temperature <= 0:
+            raise ValueError(
+                "PartCropper: `peak_gradient_temperature` must be > 0 or None, got "
+                f"{peak_gradient_temperature}."
+            )
         self.num_parts = int(num_parts)
         self.output_size = int(output_size)
         self.hidden_units = int(hidden_units)
@@ -144,6 +240,12 @@ class PartCropper(keras.layers.Layer):
         self.peak_temperature = float(peak_temperature)
         self.box_source = box_source
         self.seed = seed
+        self.steepness_unit = steepness_unit
+        self.mask_at = mask_at
+        self.anchor = anchor
+        self.peak_gradient_temperature = (
+            None if peak_gradient_temperature is None else float(peak_gradient_temperature)
+        )
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape):
@@ -178,13 +280,23 @@ class PartCropper(keras.layers.Layer):
         batch, h, w = shape[0], shape[1], shape[2]
         per_part = ops.reshape(ops.transpose(maps, (0, 3, 1, 2)), (batch, self.num_parts, -1))
         # Soft peak of each map, in relative coordinates of cell centres.
-        weights = ops.softmax(per_part / self.peak_temperature, axis=-1)
         rows = (ops.arange(h, dtype=self.compute_dtype) + 0.5) / _as_float(h, self.compute_dtype)
         cols = (ops.arange(w, dtype=self.compute_dtype) + 0.5) / _as_float(w, self.compute_dtype)
         grid_y = ops.reshape(ops.repeat(rows[:, None], w, axis=1), (-1,))
         grid_x = ops.reshape(ops.repeat(cols[None, :], h, axis=0), (-1,))
-        peak_x = ops.sum(weights * grid_x, axis=-1)
-        peak_y = ops.sum(weights * grid_y, axis=-1)
+
+        def soft_peak(temperature):
+            weights = ops.softmax(per_part / temperature, axis=-1)
+            return ops.sum(weights * grid_x, axis=-1), ops.sum(weights * grid_y, axis=-1)
+
+        peak_x, peak_y = soft_peak(self.peak_temperature)
+        if self.peak_gradient_temperature is not None:
+            # Straight-through: the value of the sharp peak, the gradient of a
+            # broader one. A peaky map saturates softmax(M / 0.05) and its
+            # gradient to the map vanishes (~1e-3 of the flat map's).
+            broad_x, broad_y = soft_peak(self.peak_gradient_temperature)
+            peak_x = broad_x + ops.stop_gradient(peak_x - broad_x)
+            peak_y = broad_y + ops.stop_gradient(peak_y - broad_y)
         # f_CNet: two dense layers per part, giving offsets to the peak.
         hidden = ops.relu(ops.einsum("bkn,knh->bkh", per_part, self.cnet_w1) + self.cnet_b1)
         offsets = ops.einsum("bkh,kho->bko", hidden, self.cnet_w2) + self.cnet_b2
@@ -193,6 +305,9 @@ class PartCropper(keras.layers.Layer):
             p = ops.clip(p, 1e-4, 1.0 - 1e-4)
             return ops.log(p) - ops.log(1.0 - p)
 
+        if self.anchor == "cnet":
+            # The paper: f_CNet predicts the box from the map, with no anchor.
+            peak_x = peak_y = ops.full_like(peak_x, 0.5)
         t_x = ops.sigmoid(logit(peak_x) + offsets[..., 0])
         t_y = ops.sigmoid(logit(peak_y) + offsets[..., 1])
         t_s = self.min_side + (self.max_side - self.min_side) * ops.sigmoid(offsets[..., 2])
@@ -206,10 +321,27 @@ class PartCropper(keras.layers.Layer):
         t_y = t_s / 2 + (1.0 - t_s) * u[..., 1]
         return ops.stack([t_x, t_y, t_s], axis=-1)
 
-    def crop(self, images, boxes):
-        """Differentiable boxcar crop-and-zoom of (B, K, 3) boxes.
+    def crop(self, images, boxes, coordinate_gradient=True):
+        """Differentiable boxcar crop-and-zoom of (B, K, 3) boxes: `x * V`, then sampled.
 
-        Returns (B, K, output_size, output_size, C) part images.
+        The mask `V` is evaluated at the input pixels the bilinear sampler reads
+        (their centres, fixed points of the image), not at the sample points: the
+        result is exactly the spec's "masked image `x * V`, then crop and zoom",
+        without making the full-resolution masked copy (the mask is folded into
+        the separable bilinear weights). Its edges move over fixed pixels, so
+        `dV/dt` carries the region-level signal to the box: the pixels next to
+        an edge dim or brighten as it moves. (Evaluated at the sample points, `V`
+        moves with the grid and its derivative in `t_x, t_y` is exactly zero.)
+
+        Args:
+            images: (B, H, W, C).
+            boxes: (B, K, 3) boxes `(t_x, t_y, t_s)`.
+            coordinate_gradient: False stops the gradient of the sample
+                coordinates (the sampler's pixel-level path), leaving the mask's
+                as the only path to the boxes (for tests and measurements).
+
+        Returns:
+            (B, K, output_size, output_size, C) part images.
         """
         images = ops.cast(images, self.compute_dtype)
         boxes = ops.cast(boxes, self.compute_dtype)
@@ -219,22 +351,34 @@ class PartCropper(keras.layers.Layer):
         size = self.output_size
         steps = (ops.arange(size, dtype=self.compute_dtype) + 0.5) / size - 0.5
         t_x, t_y, t_s = boxes[..., 0:1], boxes[..., 1:2], boxes[..., 2:3]
-        # Sample positions in input-image pixels, (B, K, size).
+        # Sample positions in input-image pixels, (B, K, size); pixel i spans [i, i + 1].
         px = (t_x + steps * t_s) * width
         py = (t_y + steps * t_s) * height
-        k = self.steepness
-        mask_x = ops.sigmoid(k * (px - (t_x - t_s / 2) * width)) - ops.sigmoid(
-            k * (px - (t_x + t_s / 2) * width)
-        )
-        mask_y = ops.sigmoid(k * (py - (t_y - t_s / 2) * height)) - ops.sigmoid(
-            k * (py - (t_y + t_s / 2) * height)
-        )
-        grid_y = ops.broadcast_to(py[..., :, None], ops.shape(py)[:2] + (size, size))
-        grid_x = ops.broadcast_to(px[..., None, :], ops.shape(px)[:2] + (size, size))
+        if not coordinate_gradient:
+            px, py = ops.stop_gradient(px), ops.stop_gradient(py)
+        # k per input-image pixel, or per image side ("relative": z in [0, 1]).
+        kx = self.steepness if self.steepness_unit == "pixel" else self.steepness / width
+        ky = self.steepness if self.steepness_unit == "pixel" else self.steepness / height
+
+        def boxcar(lo, hi, k):
+            def mask(index):  # V at the centres (index + 1/2) of input pixels
+                centre = index + 0.5
+                return ops.sigmoid(k * (centre - lo)) - ops.sigmoid(k * (centre - hi))
+
+            return mask
+
+        mask_x = boxcar((t_x - t_s / 2) * width, (t_x + t_s / 2) * width, kx)
+        mask_y = boxcar((t_y - t_s / 2) * height, (t_y + t_s / 2) * height, ky)
+        if self.mask_at == "sample_points":
+            # 0.1.0: V on the sampling grid itself, where it does not depend on
+            # the box position (kept so that files saved then load unchanged).
+            grid_y = ops.broadcast_to(py[..., :, None], ops.shape(py)[:2] + (size, size))
+            grid_x = ops.broadcast_to(px[..., None, :], ops.shape(px)[:2] + (size, size))
+            parts = bilinear_sample(images, grid_y - 0.5, grid_x - 0.5)
+            mask = mask_y(py - 0.5)[..., :, None] * mask_x(px - 0.5)[..., None, :]
+            return parts * mask[..., None]
         # Pixel centres sit at integer coordinates after the half-pixel shift.
-        parts = bilinear_sample(images, grid_y - 0.5, grid_x - 0.5)
-        mask = mask_y[..., :, None] * mask_x[..., None, :]
-        return parts * mask[..., None]
+        return masked_grid_sample(images, py - 0.5, px - 0.5, mask_y, mask_x)
 
     def call(self, inputs):
         images, maps = inputs
@@ -262,5 +406,16 @@ class PartCropper(keras.layers.Layer):
             peak_temperature=self.peak_temperature,
             box_source=self.box_source,
             seed=self.seed,
+            steepness_unit=self.steepness_unit,
+            peak_gradient_temperature=self.peak_gradient_temperature,
+            mask_at=self.mask_at,
+            anchor=self.anchor,
         )
         return config
+
+    # A layer saved before these options existed loads with what it was trained with.
+    LEGACY_ARGS = {"mask_at": "sample_points", "peak_gradient_temperature": None}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{**cls.LEGACY_ARGS, **config})
