@@ -517,6 +517,13 @@ def _rule(*keys: str):
     return deco
 
 
+@_rule("name")
+def _run_name(name):
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        return (f"name: a run name is one folder name (it expands `{{name}}` in output_dir), "
+                f"without '/', '\\' or '..'; got {_show(name)}")
+
+
 @_rule("model.min_side", "model.max_side")
 def _side_order(min_side, max_side):
     if min_side > max_side:

@@ -2,7 +2,10 @@
 
 A run folder (`train.py`'s `output_dir`):
 
+    .lock                        OS lock (flock) held by the process training in the
+                                 folder; its PID and host are written in it
     config.json, versions.json   the resolved config, package/backend versions
+    run.json                     fingerprint of the result-changing keys, accepted changes
     state.json                   which stages are complete (resume point)
     checkpoints/                 warmup.weights.h5, init.weights.h5,
                                  best.keras (best validation metric), last.keras, best.json
@@ -16,22 +19,32 @@ truncated one. Checkpoints are checked (`read_checkpoint_config`,
 `check_checkpoint_matches`) from the `.keras` archive's JSON before any model is built.
 """
 
+import hashlib
 import json
 import logging
 import math
 import os
+import shutil
+import socket
 import tempfile
+import time
 import warnings
 import zipfile
 
 import keras
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no run-folder lock
+    fcntl = None
+
 # Keras's base of ModelCheckpoint/EarlyStopping: monitor, mode and "is it better".
 from keras.src.callbacks.monitor_callback import MonitorCallback
 
 import sgma_keras.model  # noqa: F401  (registers SGMA and its layers for load_model)
 from sgma_keras.atomic_io import atomic_save, write_json_atomic
+from sgma_keras.config import save_resolved_config
 from sgma_keras.errors import UserError
 
 log = logging.getLogger("sgma_keras")
@@ -43,6 +56,14 @@ class CheckpointError(UserError):
 
 class FolderError(UserError):
     """An output folder that cannot be created or written."""
+
+
+class RunFolderInUse(UserError):
+    """Another live process holds the run folder's lock."""
+
+
+class RunConfigChanged(UserError):
+    """A config that changes results given for a run folder trained with another one."""
 
 
 # --------------------------------------------------------------------------
@@ -57,6 +78,46 @@ class RunFolder:
         self.root = root
         self.checkpoints = os.path.join(root, "checkpoints")
         self.state_path = os.path.join(root, "state.json")
+        self.lock_path = os.path.join(root, ".lock")
+        self._lock_fd = None
+
+    def lock(self):
+        """Takes the folder's OS lock (`flock`) or raises RunFolderInUse; returns self.
+
+        The lock belongs to the open file, so the kernel drops it when the process
+        ends in any way (`kill -9` included): a dead process's lock never blocks.
+        """
+        if fcntl is None or self._lock_fd is not None:
+            return self
+        os.makedirs(self.root, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 256, 0).decode("utf-8", "replace").split()
+            os.close(fd)
+            pid = holder[0] if holder else "?"
+            host = holder[1] if len(holder) > 1 else "?"
+            raise RunFolderInUse(
+                f"run folder {self.root!r} in use by PID {pid} on host {host} (lock "
+                f"{self.lock_path!r}); wait for that run to end, or choose another "
+                "--output-dir."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        self._lock_fd = fd
+        return self
+
+    def unlock(self):
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def __enter__(self):
+        return self.lock()
+
+    def __exit__(self, *exc):
+        self.unlock()
 
     def create(self):
         """Creates the folders training writes into; returns self."""

@@ -188,11 +188,19 @@ def collect_attention_features(model, split, cfg, num_images):
 
 
 def train(cfg, verbose="auto"):
-    """Runs (or resumes) every enabled stage of `cfg`; returns the test results."""
+    """Runs (or resumes) every enabled stage of `cfg`; returns the test results.
+
+    The run folder is locked for the whole run (`RunFolder.lock`): a second process
+    on the same folder stops at once with `RunFolderInUse`.
+    """
     keras.utils.set_random_seed(cfg["seed"])
     if cfg["train"]["mixed_precision"]:
         keras.mixed_precision.set_global_policy(cfg["train"]["mixed_precision"])
-    folder = RunFolder(cfg["output_dir"]).create()
+    with RunFolder(cfg["output_dir"]) as folder:
+        return _train_locked(cfg, folder.create(), verbose)
+
+
+def _train_locked(cfg, folder, verbose):
     save_resolved_config(cfg, folder.root)
     data = load_data(cfg)
     proto = protocol(data, cfg["train"], cfg["seed"])
