@@ -73,3 +73,78 @@ def test_second_train_process_exits_at_once(tmp_path, data_dir):
     assert f"in use by PID {os.getpid()} on host" in output
     assert "Traceback" not in output
     assert not (tmp_path / "run" / "logs" / "warmup.csv").exists()
+
+
+# --------------------------------------------------------------------------
+# 2. A changed config into an existing run; checkpoints of another architecture
+# --------------------------------------------------------------------------
+
+
+def test_changed_config_stops_before_config_json_is_touched(tmp_path):
+    from sgma_keras.workflow.checkpoints import RunConfigChanged, accept_run_config
+
+    folder = RunFolder(str(tmp_path / "run"))
+    cfg = load_config(None, [f"output_dir={tmp_path / 'run'}"], check_paths=False)
+    accept_run_config(folder, cfg)
+    fingerprint = json.loads((tmp_path / "run" / "run.json").read_text())["fingerprint"]
+    assert accept_run_config(folder, cfg) == {}  # the same config: accepted
+    # Where the run lives and how often it backs up do not change results.
+    moved = load_config(None, [f"output_dir={tmp_path / 'run'}", "train.backup_every_steps=7",
+                               "train.tensorboard=false"], check_paths=False)
+    assert accept_run_config(folder, moved) == {}
+    before = (tmp_path / "run" / "config.json").read_text()
+
+    changed = load_config(None, [f"output_dir={tmp_path / 'run'}",
+                                 "train.learning_rate=0.5", "train.joint.epochs=3"],
+                          check_paths=False)
+    with pytest.raises(RunConfigChanged) as caught:
+        accept_run_config(folder, changed)
+    message = str(caught.value)
+    assert "train.learning_rate" in message and "train.joint.epochs" in message
+    assert "--output-dir" in message and "--allow-config-change" in message
+    assert (tmp_path / "run" / "config.json").read_text() == before
+
+    accept_run_config(folder, changed, allow_change=True)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["fingerprint"] != fingerprint
+    assert set(record["changes"][0]["keys"]) == {"train.learning_rate", "train.joint.epochs"}
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["learning_rate"] == 0.5
+
+    other = load_config(None, [f"output_dir={tmp_path / 'run'}", "model.num_parts=3"],
+                        check_paths=False)
+    with pytest.raises(RunConfigChanged, match="model.num_parts cannot change within a run"):
+        accept_run_config(folder, other, allow_change=True)
+
+
+def test_architecture_keys_are_model_args():
+    from sgma_keras.workflow.build import MODEL_ARGS
+    from sgma_keras.workflow.checkpoints import ARCHITECTURE_KEYS
+
+    for key, arg in ARCHITECTURE_KEYS.items():
+        assert MODEL_ARGS.get(key) == arg, key
+
+
+def test_checkpoint_of_another_architecture_is_refused():
+    from sgma_keras.workflow.checkpoints import (
+        CheckpointError,
+        check_checkpoint_matches,
+        model_description,
+    )
+    from tests import helpers
+
+    model = helpers.tiny_sgma(num_parts=3, tiny_width=16)
+    cfg = load_config(None, [f"input.image_size={helpers.IMAGE_SIZE}",
+                             f"input.local_size={helpers.LOCAL_SIZE}", "model.backbone=tiny", "model.weights=null",
+                             "model.num_parts=2", "model.tiny_width=32",
+                             "model.attention_reduction=4", "model.cnet_hidden=8",
+                             "model.center.latent_dim=8"], check_paths=False)
+    with pytest.raises(CheckpointError) as caught:
+        check_checkpoint_matches(model_description(model), cfg, None, "ckpt.keras")
+    message = str(caught.value)
+    assert "model.num_parts=3" in message and "model.num_parts=2" in message
+    assert "model.tiny_width=16" in message
+    check_checkpoint_matches(model_description(helpers.tiny_sgma()), load_config(
+        None, [f"input.image_size={helpers.IMAGE_SIZE}", f"input.local_size={helpers.LOCAL_SIZE}",
+               "model.backbone=tiny", "model.weights=null", f"model.tiny_width={helpers.TINY_WIDTH}",
+               "model.attention_reduction=4", "model.cnet_hidden=8",
+               "model.center.latent_dim=8"], check_paths=False))

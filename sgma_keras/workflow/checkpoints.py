@@ -158,6 +158,138 @@ class RunFolder:
 
 
 # --------------------------------------------------------------------------
+# Run-folder contract: one config per run folder
+# --------------------------------------------------------------------------
+
+# Config keys that say where things are or how the run is carried out, not what it
+# computes: they may differ between the runs of one folder.
+RESULT_NEUTRAL_KEYS = frozenset({
+    "name", "output_dir", "data.root", "data.split_dir", "data.builtin.cache_dir",
+    "data.tfds.data_dir", "data.tfds.cache_dir", "data.tfds.download", "data.check_images",
+    "input.cache", "train.backup_every_steps", "train.tensorboard", "train.jit",
+    "eval.batch_size", "eval.visualize_images",
+})
+
+# Config keys that fix the model's architecture (config key -> SGMA argument, as in
+# `workflow.build.MODEL_ARGS`; `tests/test_faults.py` keeps the two equal). A checkpoint
+# whose saved arguments differ from these cannot be the config's model.
+ARCHITECTURE_KEYS = {
+    "input.image_size": "image_size",
+    "input.local_size": "local_size",
+    "input.global_size": "global_size",
+    "model.backbone": "backbone",
+    "model.feature_layer": "feature_layer",
+    "model.tiny_width": "tiny_width",
+    "model.num_parts": "num_parts",
+    "model.part_mode": "part_mode",
+    "model.share_part_backbones": "share_part_backbones",
+    "model.separate_attention_backbone": "separate_attention_backbone",
+    "model.attention_reduction": "attention_reduction",
+    "model.attention_normalize": "attention_normalize",
+    "model.cnet_hidden": "cnet_hidden",
+    "model.min_side": "min_side",
+    "model.max_side": "max_side",
+    "model.boxcar_steepness": "boxcar_steepness",
+    "model.peak_temperature": "peak_temperature",
+    "model.embedding.normalize": "embedding_normalize",
+    "model.embedding.scale": "embedding_scale",
+    "model.embedding.learn_scale": "embedding_learn_scale",
+    "model.center.enabled": "center_enabled",
+    "model.center.latent_dim": "latent_dim",
+}
+
+
+def flat_config(cfg, prefix=""):
+    """{"a.b": value} of a nested config."""
+    flat = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            flat.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def result_keys(cfg):
+    """The flattened config without `RESULT_NEUTRAL_KEYS`."""
+    return {k: v for k, v in flat_config(cfg).items() if k not in RESULT_NEUTRAL_KEYS}
+
+
+def config_fingerprint(cfg):
+    """A short hash of the keys that change results (same config -> same hash)."""
+    text = json.dumps(result_keys(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_differences(old, new):
+    """{key: (old value, new value)} of the result-changing keys that differ.
+
+    Keys one config lacks (written by another version) are not compared.
+    """
+    old, new = result_keys(old), result_keys(new)
+    return {k: (old[k], new[k]) for k in sorted(old.keys() & new.keys()) if old[k] != new[k]}
+
+
+def accept_run_config(folder, cfg, allow_change=False):
+    """Checks `cfg` against the run's recorded config, then records it.
+
+    A new folder takes `cfg`. A folder trained with a config whose result-changing
+    keys differ stops here (RunConfigChanged listing them), before any work and
+    before `config.json` is touched, unless `allow_change`: then the change is
+    appended to `run.json` and the run continues. Architecture keys can never change
+    within a run (the saved weights would not fit). Returns the differences.
+    """
+    config_path = os.path.join(folder.root, "config.json")
+    record_path = os.path.join(folder.root, "run.json")
+    diffs = {}
+    if os.path.exists(config_path):
+        try:
+            with open(config_path) as handle:
+                old = json.load(handle)
+        except (OSError, ValueError) as error:
+            raise RunConfigChanged(
+                f"Cannot read {config_path!r} ({error}); the run folder's config is unknown. "
+                "Choose a new --output-dir."
+            ) from None
+        diffs = config_differences(old, cfg)
+    if diffs:
+        lines = "\n".join(f"  - {k}: {json.dumps(a, default=str)} -> "
+                          f"{json.dumps(b, default=str)}" for k, (a, b) in diffs.items())
+        fixed = [k for k in diffs if k in ARCHITECTURE_KEYS]
+        if fixed:
+            raise RunConfigChanged(
+                f"Run folder {folder.root!r} holds a model of another architecture; the "
+                f"config differs from its config.json in:\n{lines}\n{', '.join(fixed)} "
+                "cannot change within a run. Train into a new run folder (--output-dir NEW)."
+            )
+        if not allow_change:
+            raise RunConfigChanged(
+                f"Run folder {folder.root!r} was trained with another config; these keys "
+                f"differ from its config.json:\n{lines}\nNothing was changed. Either train "
+                "into a new run folder (--output-dir NEW), or continue this run with the new "
+                "values with --allow-config-change (the change is recorded in run.json)."
+            )
+    record = {}
+    if os.path.exists(record_path):
+        try:
+            with open(record_path) as handle:
+                record = json.load(handle)
+        except (OSError, ValueError):
+            record = {}
+    changes = list(record.get("changes", []))
+    if diffs:
+        changes.append({
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "completed_stages": folder.completed(),
+            "keys": {k: [a, b] for k, (a, b) in diffs.items()},
+        })
+        log.warning("Run %s continues with a changed config: %s", folder.root, ", ".join(diffs))
+    write_json_atomic(record_path, {"fingerprint": config_fingerprint(cfg), "changes": changes})
+    save_resolved_config(cfg, folder.root)
+    return diffs
+
+
+# --------------------------------------------------------------------------
 # Saving during training
 # --------------------------------------------------------------------------
 
@@ -360,6 +492,7 @@ def model_description(model):
         "semantics": np.asarray(model.semantics, dtype="float32"),
         "seen_classes": None if model.seen_classes is None else np.asarray(model.seen_classes),
         "image_size": int(model.image_size),
+        "arguments": model.get_config(),
     }
 
 
@@ -370,7 +503,29 @@ def describe_checkpoint(saved):
         "semantics": np.asarray(saved["semantics"], dtype="float32"),
         "seen_classes": None if seen is None else np.asarray(seen, dtype="int64"),
         "image_size": int(saved["image_size"]),
+        "arguments": saved,
     }
+
+
+def architecture_differences(arguments, cfg):
+    """[(config key, model's value, config's value)] of `ARCHITECTURE_KEYS` that differ.
+
+    Settings that do not apply are skipped: `tiny_width` of another backbone, a
+    null `global_size` or `feature_layer` (the model's default).
+    """
+    flat = flat_config(cfg)
+    found = []
+    for key, arg in ARCHITECTURE_KEYS.items():
+        if arg not in arguments or key not in flat or key == "input.image_size":
+            continue
+        theirs, ours = arguments[arg], flat[key]
+        if ours is None or (arg == "tiny_width" and flat.get("model.backbone") != "tiny"):
+            continue
+        same = (math.isclose(float(theirs), float(ours), rel_tol=1e-6)
+                if isinstance(ours, float) and isinstance(theirs, (int, float)) else theirs == ours)
+        if not same:
+            found.append((key, theirs, ours))
+    return found
 
 
 def check_checkpoint_matches(description, cfg=None, data=None, checkpoint="the model"):
@@ -390,6 +545,10 @@ def check_checkpoint_matches(description, cfg=None, data=None, checkpoint="the m
             f"image size: the model takes {description['image_size']} px images, the "
             f"config has input.image_size={cfg['input']['image_size']}"
         )
+    if cfg is not None and description.get("arguments"):
+        for key, theirs, ours in architecture_differences(description["arguments"], cfg):
+            problems.append(f"architecture: the model has {key}={json.dumps(theirs)}, the "
+                            f"config has {key}={json.dumps(ours)}")
     if data is not None:
         theirs = np.asarray(data.semantics, dtype="float32")
         if semantics.shape[0] != theirs.shape[0]:

@@ -64,6 +64,9 @@ def train_parser():
     parser.add_argument("--mixed-precision", choices=["mixed_float16", "mixed_bfloat16"],
                         help="Mixed-precision policy.")
     parser.add_argument("--output-dir", help="Run folder (default: the config's output_dir).")
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="continue a run folder trained with another config (not another "
+                             "architecture); the change is recorded in its run.json.")
     return parser
 
 
@@ -85,7 +88,7 @@ def train_main(argv=None):
 
     _setup_logging()
     try:
-        results = train(cfg)
+        results = train(cfg, allow_config_change=args.allow_config_change)
     except (UserError, TrainingDiverged) as error:
         return _fail(error)
     print(format_results(results))

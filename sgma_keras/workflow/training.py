@@ -18,7 +18,6 @@ from typing import Callable
 import keras
 import numpy as np
 
-from sgma_keras.config import save_resolved_config
 from sgma_keras.data.pipeline import make_dataset
 from sgma_keras.distribution import distribution_scope
 from sgma_keras.metrics import GZSLAccuracy, ZSLAccuracy
@@ -27,6 +26,7 @@ from sgma_keras.workflow.checkpoints import (
     BestAndLastCheckpoint,
     RunFolder,
     SafeBackupAndRestore,
+    accept_run_config,
     load_weights_quietly,
     monitor_mode,
     save_model_atomic,
@@ -187,21 +187,23 @@ def collect_attention_features(model, split, cfg, num_images):
     return np.concatenate(features)
 
 
-def train(cfg, verbose="auto"):
+def train(cfg, verbose="auto", allow_config_change=False):
     """Runs (or resumes) every enabled stage of `cfg`; returns the test results.
 
     The run folder is locked for the whole run (`RunFolder.lock`): a second process
-    on the same folder stops at once with `RunFolderInUse`.
+    on the same folder stops at once with `RunFolderInUse`. A folder trained with
+    another config stops with `RunConfigChanged` before any work unless
+    `allow_config_change` (`accept_run_config`).
     """
     keras.utils.set_random_seed(cfg["seed"])
     if cfg["train"]["mixed_precision"]:
         keras.mixed_precision.set_global_policy(cfg["train"]["mixed_precision"])
     with RunFolder(cfg["output_dir"]) as folder:
+        accept_run_config(folder, cfg, allow_config_change)
         return _train_locked(cfg, folder.create(), verbose)
 
 
 def _train_locked(cfg, folder, verbose):
-    save_resolved_config(cfg, folder.root)
     data = load_data(cfg)
     proto = protocol(data, cfg["train"], cfg["seed"])
     log.info(
