@@ -148,3 +148,84 @@ def test_checkpoint_of_another_architecture_is_refused():
                "model.backbone=tiny", "model.weights=null", f"model.tiny_width={helpers.TINY_WIDTH}",
                "model.attention_reduction=4", "model.cnet_hidden=8",
                "model.center.latent_dim=8"], check_paths=False))
+
+
+# --------------------------------------------------------------------------
+# 3./4. Backups at every epoch end; a kill at a stage boundary
+# --------------------------------------------------------------------------
+
+
+class _Killed(BaseException):
+    """Stands for a kill at one exact point (deterministic, in-process)."""
+
+
+def csv_epochs(path):
+    rows = path.read_text().splitlines()
+    assert rows[0].startswith("epoch,")
+    return [int(row.split(",")[0]) for row in rows[1:]]
+
+
+def warmup_only(tmp_path, data_dir, **extra):
+    return load_config(os.path.join(ROOT, "configs/demo.json"), tiny_overrides(
+        tmp_path, data_dir, **{"train.init.enabled": False, "train.joint.enabled": False,
+                               "train.warmup.epochs": 2, "train.backup_every_steps": 1000,
+                               **extra}))
+
+
+@pytest.mark.slow
+def test_kill_after_a_stage_last_epoch_keeps_the_stage(tmp_path, data_dir, monkeypatch):
+    from sgma_keras.workflow import training
+
+    cfg = warmup_only(tmp_path, data_dir)
+    run = tmp_path / "run"
+
+    def killed(model, path):
+        raise _Killed(path)
+
+    # Killed after the last warm-up epoch, before warmup.weights.h5 and state.json.
+    monkeypatch.setattr(training, "save_weights_atomic", killed)
+    with pytest.raises(_Killed):
+        training.train(cfg, verbose=0)
+    monkeypatch.undo()
+    assert not (run / "state.json").exists()
+    metadata = json.loads((run / "backup" / "warmup" / "training_metadata.json").read_text())
+    assert metadata["epoch"] == 2  # saved at the epoch end despite backup_every_steps=1000
+    assert csv_epochs(run / "logs" / "warmup.csv") == [0, 1]
+    orphan = run / "checkpoints" / ".tmp-0123abcd-warmup.weights.h5"
+    orphan.write_bytes(b"half a file")
+
+    training.train(cfg, verbose=0)
+    assert csv_epochs(run / "logs" / "warmup.csv") == [0, 1]  # nothing replayed
+    assert json.loads((run / "state.json").read_text())["completed"][0] == "warmup"
+    assert (run / "checkpoints" / "warmup.weights.h5").exists()
+    assert not (run / "backup" / "warmup").exists()  # removed once the stage is recorded
+    assert not orphan.exists()
+
+
+@pytest.mark.slow
+def test_kill_after_two_finished_epochs_resumes_at_the_third(tmp_path, data_dir):
+    overrides = tiny_overrides(tmp_path, data_dir, **{
+        "train.init.enabled": False, "train.joint.enabled": False, "train.warmup.epochs": 4,
+        "train.steps_per_epoch": 3, "train.backup_every_steps": 1000,
+    })
+    log = tmp_path / "run" / "logs" / "warmup.csv"
+    first = run_train_cli(cli_args(overrides))
+    deadline = time.time() + 300
+    while first.poll() is None and time.time() < deadline:
+        if log.exists() and len(log.read_text().splitlines()) >= 3:  # header + 2 epochs
+            break
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    output = first.communicate()[0]
+    done = csv_epochs(log)
+    assert len(done) >= 2, output[-3000:]
+    assert len(done) < 4, "the run finished before the kill"
+    metadata = json.loads((tmp_path / "run" / "backup" / "warmup" /
+                           "training_metadata.json").read_text())
+    # Every finished epoch is backed up (its log row is written just before).
+    assert metadata["epoch"] >= len(done) - 1 >= 1
+    second = run_train_cli(cli_args(overrides))
+    output, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, output[-3000:]
+    assert f"at epoch {metadata['epoch'] + 1}" in output
+    assert csv_epochs(log) == [0, 1, 2, 3]  # no epoch replayed, no duplicate rows

@@ -43,7 +43,7 @@ except ImportError:  # not POSIX: no run-folder lock
 from keras.src.callbacks.monitor_callback import MonitorCallback
 
 import sgma_keras.model  # noqa: F401  (registers SGMA and its layers for load_model)
-from sgma_keras.atomic_io import atomic_save, write_json_atomic
+from sgma_keras.atomic_io import atomic_save, write_json_atomic, write_text_atomic
 from sgma_keras.config import save_resolved_config
 from sgma_keras.errors import UserError
 
@@ -135,6 +135,27 @@ class RunFolder:
         done = self.completed()
         if stage not in done:
             write_json_atomic(self.state_path, {"completed": done + [stage]})
+
+    def remove_backup(self, stage):
+        """Deletes a stage's backup: only once its weights and state.json are written."""
+        shutil.rmtree(self.backup(stage), ignore_errors=True)
+
+    def clean_temporary(self):
+        """Removes the `.tmp-*` files a killed writer left (call with the lock held)."""
+        removed = []
+        for folder, _, files in os.walk(self.root):
+            for name in files:
+                if name.startswith((".tmp-", ".write-test-")):
+                    path = os.path.join(folder, name)
+                    try:
+                        os.remove(path)
+                        removed.append(path)
+                    except OSError:
+                        pass
+        if removed:
+            log.info("Removed %d temporary file(s) of an interrupted run: %s", len(removed),
+                     ", ".join(removed[:5]))
+        return removed
 
     def stage_weights(self, stage):
         return os.path.join(self.checkpoints, f"{stage}.weights.h5")
@@ -335,8 +356,18 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         super().on_train_batch_end(batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
+        # Keras saves at an epoch end only with save_freq="epoch"; with a step count a
+        # kill after finished epochs would replay them. Every epoch end is saved here.
         self._last_logs_finite = _finite(logs)
-        super().on_epoch_end(epoch, logs)
+        self._current_epoch = epoch + 1
+        self._last_batch_seen = 0
+        self._batches_seen_since_last_saving = 0
+        self._save_model()
+
+    def on_train_end(self, logs=None):
+        # The backup outlives fit(): training removes it once the stage's weights and
+        # state.json are written (RunFolder.remove_backup), and keeps it on divergence.
+        pass
 
     def _save_model(self):
         if not self._last_logs_finite:
@@ -347,6 +378,42 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
             self._training_metadata_path,
             {"epoch": self._current_epoch, "batch": self._last_batch_seen},
         )
+
+
+def backup_epoch(backup_dir):
+    """The epoch a stage resumes at from `backup_dir` (0 without a backup)."""
+    path = os.path.join(backup_dir, "training_metadata.json")
+    try:
+        with open(path) as handle:
+            return int(json.load(handle)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def trim_epoch_log(path, first_epoch):
+    """Drops the rows of epochs >= `first_epoch` from a CSVLogger file (atomically).
+
+    A resumed stage replays from its backup's epoch; rows of that epoch or later come
+    from the interrupted attempt and would be written again.
+    """
+    if not os.path.exists(path):
+        return 0
+    with open(path, newline="") as handle:
+        lines = handle.read().splitlines(keepends=True)
+    if len(lines) < 2:
+        return 0
+
+    def epoch_of(line):
+        try:
+            return int(line.split(",", 1)[0])
+        except ValueError:
+            return None
+
+    kept = [lines[0]] + [line for line in lines[1:]
+                         if epoch_of(line) is not None and epoch_of(line) < first_epoch]
+    if len(kept) != len(lines):
+        write_text_atomic(path, "".join(kept))
+    return len(lines) - len(kept)
 
 
 def load_weights_quietly(model, path):

@@ -27,10 +27,12 @@ from sgma_keras.workflow.checkpoints import (
     RunFolder,
     SafeBackupAndRestore,
     accept_run_config,
+    backup_epoch,
     load_weights_quietly,
     monitor_mode,
     save_model_atomic,
     save_weights_atomic,
+    trim_epoch_log,
 )
 from sgma_keras.workflow.evaluation import evaluate_model
 from sgma_keras.workflow.protocol import protocol
@@ -91,6 +93,8 @@ def _fit_stage(run, stage):
     metrics = _compile(model, cfg, stage.learning_rate(cfg), run.proto.val_classes)
     monitor = cfg["train"]["monitor"] if run.val_ds is not None else "loss"
     callbacks = _callbacks(run, stage, monitor, monitor_mode(monitor, metrics))
+    # Rows of epochs the backup does not hold are written again on resume.
+    trim_epoch_log(run.folder.log_file(stage.name), backup_epoch(run.folder.backup(stage.name)))
     history = model.fit(
         run.train_ds,
         validation_data=run.val_ds,
@@ -150,8 +154,12 @@ def _compile(model, cfg, learning_rate, val_classes):
 
 def _callbacks(run, stage, monitor, mode):
     train_cfg = run.cfg["train"]
+    # The backup comes last: an epoch's log row and checkpoints are written before the
+    # backup that skips the epoch on resume.
+    backup = SafeBackupAndRestore(run.folder.backup(stage.name),
+                                  save_freq=train_cfg["backup_every_steps"],
+                                  delete_checkpoint=False)
     callbacks = [
-        SafeBackupAndRestore(run.folder.backup(stage.name), save_freq=train_cfg["backup_every_steps"]),
         keras.callbacks.CSVLogger(run.folder.log_file(stage.name), append=True),
         keras.callbacks.TerminateOnNaN(),
     ]
@@ -169,7 +177,7 @@ def _callbacks(run, stage, monitor, mode):
             )
         )
         callbacks.append(BestAndLastCheckpoint(run.folder.checkpoints, monitor, mode))
-    return callbacks
+    return [*callbacks, backup]
 
 
 def collect_attention_features(model, split, cfg, num_images):
@@ -200,6 +208,7 @@ def train(cfg, verbose="auto", allow_config_change=False):
         keras.mixed_precision.set_global_policy(cfg["train"]["mixed_precision"])
     with RunFolder(cfg["output_dir"]) as folder:
         accept_run_config(folder, cfg, allow_config_change)
+        folder.clean_temporary()
         return _train_locked(cfg, folder.create(), verbose)
 
 
@@ -237,6 +246,7 @@ def _train_locked(cfg, folder, verbose):
             elif not os.path.exists(folder.best):
                 save_model_atomic(model, folder.best)
             folder.mark_completed(stage.name)
+            folder.remove_backup(stage.name)
             done = folder.completed()
 
     # Test evaluation of the model selected on validation (evaluate.py's full report).
