@@ -229,3 +229,39 @@ def test_kill_after_two_finished_epochs_resumes_at_the_third(tmp_path, data_dir)
     assert second.returncode == 0, output[-3000:]
     assert f"at epoch {metadata['epoch'] + 1}" in output
     assert csv_epochs(log) == [0, 1, 2, 3]  # no epoch replayed, no duplicate rows
+
+
+# --------------------------------------------------------------------------
+# 5. Divergence
+# --------------------------------------------------------------------------
+
+
+def test_non_finite_boxes_never_reach_a_gather():
+    import numpy as np
+    from keras import ops
+
+    from sgma_keras.layers.part_cropper import PartCropper
+
+    cropper = PartCropper(output_size=8)
+    images = np.random.default_rng(0).random((2, 16, 16, 3)).astype("float32")
+    boxes = np.array([[[np.nan, 0.5, 0.5], [0.5, np.inf, 0.3]],
+                      [[0.5, 0.5, -np.inf], [1e30, -1e30, 1e30]]], dtype="float32")
+    parts = ops.convert_to_numpy(cropper.crop(images, boxes))
+    assert parts.shape == (2, 2, 8, 8, 3)
+    assert not np.isinf(parts).any()
+
+
+@pytest.mark.slow
+def test_joint_divergence_stops_cleanly(tmp_path, data_dir):
+    overrides = tiny_overrides(tmp_path, data_dir, **{
+        "train.warmup.learning_rate": 0.01, "train.learning_rate": 1e12,
+        "train.joint.epochs": 2, "train.steps_per_epoch": 3, "train.backup_every_steps": 1,
+    })
+    process = run_train_cli(cli_args(overrides))
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 1, output[-3000:]
+    assert "Traceback" not in output and "InvalidArgumentError" not in output
+    assert "Stage 'joint': the loss became nan" in output
+    files = output.split("Files kept: ", 1)[1].split(". Lower", 1)[0].split(", ")
+    assert files and all(os.path.exists(path) for path in files), files
+    assert "train.learning_rate" in output and "--allow-config-change" in output

@@ -20,6 +20,7 @@ import numpy as np
 
 from sgma_keras.data.pipeline import make_dataset
 from sgma_keras.distribution import distribution_scope
+from sgma_keras.errors import UserError
 from sgma_keras.metrics import GZSLAccuracy, ZSLAccuracy
 from sgma_keras.workflow.build import build_model, load_data, make_datasets, make_optimizer
 from sgma_keras.workflow.checkpoints import (
@@ -40,8 +41,8 @@ from sgma_keras.workflow.protocol import protocol
 log = logging.getLogger("sgma_keras")
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or inf; the last good checkpoints are kept."""
+class TrainingDiverged(UserError):
+    """The loss became NaN or inf; the last good backup and checkpoints are kept."""
 
 
 @dataclasses.dataclass
@@ -105,11 +106,29 @@ def _fit_stage(run, stage):
     )
     losses = history.history.get("loss", [])
     if model.stop_training and losses and not math.isfinite(losses[-1]):
-        raise TrainingDiverged(
-            f"Stage {stage.name!r}: the loss became {losses[-1]}; training stopped. The last "
-            f"good checkpoints are in {run.folder.checkpoints}. Lower train.learning_rate or "
-            "the loss weights and run again."
-        )
+        raise TrainingDiverged(_diverged_message(run, stage, losses[-1]))
+
+
+def _diverged_message(run, stage, loss):
+    """What a diverged stage kept (files that exist) and how to go on."""
+    backup = run.folder.backup(stage.name)
+    kept = [path for path in (os.path.join(backup, "latest.weights.h5"),
+                              *(run.folder.stage_weights(s.name) for s in STAGES),
+                              os.path.join(run.folder.checkpoints, "best.keras"),
+                              os.path.join(run.folder.checkpoints, "last.keras"))
+            if os.path.exists(path)]
+    resume = (f"its last good backup {backup!r} is kept (epoch {backup_epoch(backup) + 1} "
+              "resumes from it)" if kept and kept[0].startswith(backup) else
+              "no backup of the stage was written yet (it restarts from its start)")
+    key = (f"train.{stage.name}.learning_rate"
+           if run.cfg["train"][stage.name].get("learning_rate") is not None
+           else "train.learning_rate")
+    return (
+        f"Stage {stage.name!r}: the loss became {loss}; training stopped and {resume}. "
+        f"Files kept: {', '.join(kept) if kept else 'none yet'}. Lower {key} (or the loss "
+        "weights) and run again with --allow-config-change to resume from the backup, or "
+        "start afresh with a new --output-dir."
+    )
 
 
 def _init_stage(run, stage):
