@@ -265,3 +265,36 @@ def test_joint_divergence_stops_cleanly(tmp_path, data_dir):
     files = output.split("Files kept: ", 1)[1].split(". Lower", 1)[0].split(", ")
     assert files and all(os.path.exists(path) for path in files), files
     assert "train.learning_rate" in output and "--allow-config-change" in output
+
+
+# --------------------------------------------------------------------------
+# 6./7. Full disk, unwritable folders; SIGINT and SIGTERM
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_ends_with_one_line_and_keeps_the_backup(tmp_path, data_dir, signum, code):
+    overrides = tiny_overrides(tmp_path, data_dir, **{
+        "train.warmup.epochs": 50, "train.backup_every_steps": 1,
+        "train.init.enabled": False, "train.joint.enabled": False,
+    })
+    metadata = tmp_path / "run" / "backup" / "warmup" / "training_metadata.json"
+    process = run_train_cli(cli_args(overrides))
+    deadline = time.time() + 300
+    while not metadata.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == code, output[-3000:]
+    assert (f"interrupted; state kept in {tmp_path / 'run'}; run the same command to resume"
+            in output)
+    assert "Traceback" not in output
+    json.loads(metadata.read_text())  # the last backup is whole
+    import h5py
+
+    with h5py.File(metadata.parent / "latest.weights.h5", "r"):
+        pass
+    leftovers = [name for _, _, files in os.walk(tmp_path / "run") for name in files
+                 if name.startswith(".tmp-")]
+    assert not leftovers
