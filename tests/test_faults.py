@@ -298,3 +298,46 @@ def test_signal_ends_with_one_line_and_keeps_the_backup(tmp_path, data_dir, sign
     leftovers = [name for _, _, files in os.walk(tmp_path / "run") for name in files
                  if name.startswith(".tmp-")]
     assert not leftovers
+
+
+def test_full_disk_stops_before_training(tmp_path, data_dir, monkeypatch, capsys):
+    import collections
+
+    from sgma_keras.workflow import checkpoints, cli
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda path: usage(2**21, 2**21 - 4096, 4096))
+    argv = cli_args(tiny_overrides(tmp_path, data_dir))
+    assert cli.train_main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: The run folder") and "MiB free" in err
+    assert not (tmp_path / "run" / "logs" / "warmup.csv").exists()
+
+
+def test_unwritable_run_folder_is_one_line(tmp_path, data_dir, capsys):
+    from sgma_keras.workflow import cli
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    argv = cli_args(tiny_overrides(tmp_path, data_dir, output_dir=str(blocker / "run")))
+    assert cli.train_main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: The run folder") and "not writable" in err
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_disk_full_during_training_is_one_line(tmp_path, data_dir, monkeypatch, capsys):
+    import errno
+
+    from sgma_keras.workflow import checkpoints, cli
+
+    def full(model, path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    monkeypatch.setattr(checkpoints, "save_weights_atomic", full)  # the first backup
+    argv = cli_args(tiny_overrides(tmp_path, data_dir, **{"train.backup_every_steps": 1}))
+    assert cli.train_main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: '") and "latest.weights.h5': No space left on device" in err
+    assert len(err.splitlines()) == 1

@@ -518,6 +518,30 @@ def ensure_writable_dir(path, what="results folder", hint="choose another with -
     return full
 
 
+def checkpoint_bytes(model, optimizer_slots=2):
+    """About the size of one checkpoint of `model` with its optimizer's state (bytes)."""
+    values = sum(int(np.prod(v.shape)) for v in model.weights)
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    return 4 * (values + optimizer_slots * trainable)
+
+
+def check_free_space(path, need, what="run folder", hint="free space or choose another "
+                     "--output-dir"):
+    """Raises FolderError when the file system of `path` has less than `need` bytes free."""
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError as error:
+        raise FolderError(f"Cannot read the free space of the {what} {path!r} "
+                          f"({error.strerror or error}); {hint}.") from None
+    if free < need:
+        raise FolderError(
+            f"The {what} {path!r} has {free / 2**20:.1f} MiB free; training writes about "
+            f"{need / 2**20:.1f} MiB there (best.keras, last.keras, a backup and one "
+            f"temporary copy, each with the optimizer state); {hint}."
+        )
+    return free
+
+
 def read_checkpoint_config(path):
     """The SGMA constructor arguments stored in a `.keras` file, without loading it.
 

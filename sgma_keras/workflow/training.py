@@ -29,6 +29,9 @@ from sgma_keras.workflow.checkpoints import (
     SafeBackupAndRestore,
     accept_run_config,
     backup_epoch,
+    check_free_space,
+    checkpoint_bytes,
+    ensure_writable_dir,
     load_weights_quietly,
     monitor_mode,
     save_model_atomic,
@@ -225,13 +228,25 @@ def train(cfg, verbose="auto", allow_config_change=False):
     keras.utils.set_random_seed(cfg["seed"])
     if cfg["train"]["mixed_precision"]:
         keras.mixed_precision.set_global_policy(cfg["train"]["mixed_precision"])
+    ensure_writable_dir(cfg["output_dir"], "run folder", "choose another with --output-dir")
     with RunFolder(cfg["output_dir"]) as folder:
         accept_run_config(folder, cfg, allow_config_change)
         folder.clean_temporary()
         return _train_locked(cfg, folder.create(), verbose)
 
 
+def _probe_cache(cfg):
+    """A dataset cache that will be written must be writable, before any work."""
+    source = cfg["data"]["source"]
+    cache = cfg["data"].get(source, {}).get("cache_dir") if source in ("builtin", "tfds") else None
+    if cache:
+        cache = os.path.expanduser(cache)
+        if not os.path.isdir(cache) or not os.listdir(cache):  # it will be written
+            ensure_writable_dir(cache, "dataset cache", f"set data.{source}.cache_dir")
+
+
 def _train_locked(cfg, folder, verbose):
+    _probe_cache(cfg)
     data = load_data(cfg)
     proto = protocol(data, cfg["train"], cfg["seed"])
     log.info(
@@ -244,6 +259,8 @@ def _train_locked(cfg, folder, verbose):
         train_ds, val_ds = make_datasets(cfg, proto, replicas)
         model = build_model(cfg, data, proto.seen_classes)
         model.build((None, cfg["input"]["image_size"], cfg["input"]["image_size"], 3))
+        slots = 2 if train_cfg["optimizer"] != "sgd" else int(train_cfg["momentum"] > 0)
+        check_free_space(folder.root, 4 * checkpoint_bytes(model, slots))
         run = Run(cfg, folder, data, proto, model, train_ds, val_ds, verbose)
         done = folder.completed()
         finished = [s.name for s in STAGES if s.name in done and not s.selects_model]
