@@ -264,7 +264,12 @@ SCHEMA: dict[str, Any] = {
                               doc="share of seen classes held out as validation classes"),
         "bad_images": Field(str, "error", choices=("error", "skip"),
                             doc="missing or unreadable image: stop with an error, or skip it "
-                                "with a warning"),
+                                "with a warning (counted per split)"),
+        "check_images": Field(str, "header", choices=("header", "decode"),
+                              doc="how every split's images are checked before training: "
+                                  "`header` (signature and end marker, a few bytes a file) "
+                                  "or `decode` (a full decode: also finds corrupt data "
+                                  "inside a file; slow)"),
         "seed": Field(int, None, min=0,
                       doc="seed of the generated class/image splits (and of the built-in "
                           "images); null: the run's `seed`"),

@@ -341,3 +341,50 @@ def test_disk_full_during_training_is_one_line(tmp_path, data_dir, monkeypatch, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: '") and "latest.weights.h5': No space left on device" in err
     assert len(err.splitlines()) == 1
+
+
+# --------------------------------------------------------------------------
+# 8. Bad images outside the training split
+# --------------------------------------------------------------------------
+
+
+def corrupt_middle(path):
+    """Random bytes in the middle of a JPEG: its header and end marker stay valid."""
+    import numpy as np
+
+    data = open(path, "rb").read()
+    third = len(data) // 3
+    noise = np.random.default_rng(0).integers(0, 256, third, dtype=np.uint8).tobytes()
+    with open(path, "wb") as handle:
+        handle.write(data[:third] + noise + data[2 * third:])
+
+
+def test_corrupt_test_unseen_jpeg_found_before_the_first_epoch(tmp_path, capsys):
+    from sgma_keras.workflow import cli
+    from sgma_keras.workflow.build import load_data
+
+    overrides = tiny_overrides(tmp_path, tmp_path / "data", **{"data.check_images": "decode"})
+    data = load_data(load_config(os.path.join(ROOT, "configs/demo.json"), overrides))
+    victim = data.splits["test_unseen"].paths[3]
+    corrupt_middle(victim)
+    assert cli.train_main(cli_args(overrides)) == 1
+    err = capsys.readouterr().err
+    assert "split 'test_unseen'" in err and victim in err and "cannot be decoded" in err
+    assert not (tmp_path / "run" / "logs" / "warmup.csv").exists()
+
+
+def test_decode_error_inside_the_pipeline_names_the_file(tmp_path):
+    from sgma_keras.data.image_check import iterate_naming_bad_images
+    from sgma_keras.data.pipeline import make_dataset
+    from sgma_keras.data.zsl_data import DataError
+    from sgma_keras.workflow.build import load_data
+
+    overrides = tiny_overrides(tmp_path, tmp_path / "data")
+    split = load_data(load_config(os.path.join(ROOT, "configs/demo.json"),
+                                  overrides)).splits["test_unseen"]
+    corrupt_middle(split.paths[1])
+    ds = make_dataset(split, image_size=32, batch_size=4, training=False, check="none")
+    with pytest.raises(DataError, match=rf"1 of {len(split)} test images cannot be decoded"
+                       r"(.|\n)*" + split.paths[1].replace(".", r"\.")):
+        for _ in iterate_naming_bad_images(ds, split.paths, "test images"):
+            pass

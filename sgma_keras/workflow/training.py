@@ -18,6 +18,7 @@ from typing import Callable
 import keras
 import numpy as np
 
+from sgma_keras.data.image_check import handle_bad_images, naming_bad_images
 from sgma_keras.data.pipeline import make_dataset
 from sgma_keras.distribution import distribution_scope
 from sgma_keras.errors import UserError
@@ -99,14 +100,16 @@ def _fit_stage(run, stage):
     callbacks = _callbacks(run, stage, monitor, monitor_mode(monitor, metrics))
     # Rows of epochs the backup does not hold are written again on resume.
     trim_epoch_log(run.folder.log_file(stage.name), backup_epoch(run.folder.backup(stage.name)))
-    history = model.fit(
-        run.train_ds,
-        validation_data=run.val_ds,
-        epochs=stage.epochs(cfg),
-        callbacks=callbacks,
-        steps_per_epoch=cfg["train"]["steps_per_epoch"],
-        verbose=run.verbose,
-    )
+    splits = [run.proto.fit] + ([] if run.proto.val is None else [run.proto.val])
+    with naming_bad_images([p for split in splits for p in split.paths], "training images"):
+        history = model.fit(
+            run.train_ds,
+            validation_data=run.val_ds,
+            epochs=stage.epochs(cfg),
+            callbacks=callbacks,
+            steps_per_epoch=cfg["train"]["steps_per_epoch"],
+            verbose=run.verbose,
+        )
     losses = history.history.get("loss", [])
     if model.stop_training and losses and not math.isfinite(losses[-1]):
         raise TrainingDiverged(_diverged_message(run, stage, losses[-1]))
@@ -213,7 +216,9 @@ def collect_attention_features(model, split, cfg, num_images):
         seed=cfg["seed"],
         bad_images=cfg["data"]["bad_images"],
     )
-    features = [keras.ops.convert_to_numpy(model.attention_features(images)) for images, _ in ds]
+    with naming_bad_images(split.paths, "training images"):
+        features = [keras.ops.convert_to_numpy(model.attention_features(images))
+                    for images, _ in ds]
     return np.concatenate(features)
 
 
@@ -245,9 +250,26 @@ def _probe_cache(cfg):
             ensure_writable_dir(cache, "dataset cache", f"set data.{source}.cache_dir")
 
 
+def check_split_images(cfg, data):
+    """Every split's images checked before any training (`data.check_images`).
+
+    With `data.bad_images="error"` a bad file in any split (test splits included)
+    stops here, named; with "skip" the count is logged per split and the pipelines
+    drop the files. `train` and `val` are parts of `trainval`.
+    """
+    mode, policy = cfg["data"]["check_images"], cfg["data"]["bad_images"]
+    for name in ("trainval", "test_seen", "test_unseen"):
+        split = data.splits.get(name)
+        if split is not None and len(split):
+            keep = handle_bad_images(split.paths, policy, mode, f"images of split {name!r}")
+            log.info("Split %s: %d of %d images pass the %s check", name, sum(keep),
+                     len(keep), mode)
+
+
 def _train_locked(cfg, folder, verbose):
     _probe_cache(cfg)
     data = load_data(cfg)
+    check_split_images(cfg, data)
     proto = protocol(data, cfg["train"], cfg["seed"])
     log.info(
         "Data %s: %d training images of %d classes, %d validation images, %d validation classes",
