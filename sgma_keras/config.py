@@ -264,7 +264,12 @@ SCHEMA: dict[str, Any] = {
                               doc="share of seen classes held out as validation classes"),
         "bad_images": Field(str, "error", choices=("error", "skip"),
                             doc="missing or unreadable image: stop with an error, or skip it "
-                                "with a warning"),
+                                "with a warning (counted per split)"),
+        "check_images": Field(str, "header", choices=("header", "decode"),
+                              doc="how every split's images are checked before training: "
+                                  "`header` (signature and end marker, a few bytes a file) "
+                                  "or `decode` (a full decode: also finds corrupt data "
+                                  "inside a file; slow)"),
         "seed": Field(int, None, min=0,
                       doc="seed of the generated class/image splits (and of the built-in "
                           "images); null: the run's `seed`"),
@@ -542,6 +547,13 @@ def _rule(*keys: str):
         _RULES.append((keys, fn))
         return fn
     return deco
+
+
+@_rule("name")
+def _run_name(name):
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        return (f"name: a run name is one folder name (it expands `{{name}}` in output_dir), "
+                f"without '/', '\\' or '..'; got {_show(name)}")
 
 
 @_rule("model.min_side", "model.max_side")

@@ -5,13 +5,16 @@ errors.
 Every command takes `--config FILE` and repeatable `--set KEY=VALUE` overrides, and
 exits with 0 on success, 2 on a bad config or arguments (every problem listed), 1 on
 any other input problem (`sgma_keras.errors.UserError`: the message names the file or
-key) or a diverged training run. Heavy modules (Keras, TensorFlow) are imported only
+key) or a diverged training run or an OSError (one line: the path and the cause), 130
+on Ctrl-C and 143 on SIGTERM (an interrupted run resumes when run again). Heavy modules (Keras, TensorFlow) are imported only
 once the config is known to be good.
 """
 
 import argparse
+import functools
 import logging
 import os
+import signal
 import sys
 
 from sgma_keras.config import ConfigError, config_to_json, load_config, reference_markdown
@@ -50,6 +53,59 @@ def _fail(error):
     return 1
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every `finally` and atomic write cleans up."""
+
+    signum = signal.SIGTERM
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted()
+
+
+# The run folder of the command in progress, named when it is interrupted.
+_STATE = {"run_folder": None}
+
+
+def _os_error_line(error):
+    """An OSError as one line: the path and the cause."""
+    path = error.filename if error.filename is not None else None
+    cause = error.strerror or str(error)
+    text = f"{path!r}: {cause}" if path is not None else cause
+    return " ".join(str(text).split())
+
+
+def _guarded(main):
+    """Ends `main` on SIGINT/SIGTERM (130/143) or an OSError (1) with one line each.
+
+    An interrupted training run keeps its state (every file is written atomically,
+    the last backup included) and resumes when the same command runs again.
+    """
+
+    @functools.wraps(main)
+    def run(argv=None):
+        try:
+            previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+        except ValueError:  # not the main thread: leave SIGTERM alone
+            previous = None
+        try:
+            return main(argv)
+        except KeyboardInterrupt as interrupt:
+            folder = _STATE["run_folder"]
+            hint = (f"; state kept in {folder}; run the same command to resume"
+                    if folder else "")
+            print(f"interrupted{hint}", file=sys.stderr)
+            return 128 + int(getattr(interrupt, "signum", signal.SIGINT))
+        except OSError as error:
+            print(f"error: {_os_error_line(error)}", file=sys.stderr)
+            return 1
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    return run
+
+
 # --------------------------------------------------------------------------
 # train.py
 # --------------------------------------------------------------------------
@@ -64,9 +120,13 @@ def train_parser():
     parser.add_argument("--mixed-precision", choices=["mixed_float16", "mixed_bfloat16"],
                         help="Mixed-precision policy.")
     parser.add_argument("--output-dir", help="Run folder (default: the config's output_dir).")
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="continue a run folder trained with another config (not another "
+                             "architecture); the change is recorded in its run.json.")
     return parser
 
 
+@_guarded
 def train_main(argv=None):
     args = train_parser().parse_args(argv)
     overrides = list(args.set)
@@ -84,8 +144,9 @@ def train_main(argv=None):
     from sgma_keras.workflow.training import TrainingDiverged, train
 
     _setup_logging()
+    _STATE["run_folder"] = cfg["output_dir"]
     try:
-        results = train(cfg)
+        results = train(cfg, allow_config_change=args.allow_config_change)
     except (UserError, TrainingDiverged) as error:
         return _fail(error)
     print(format_results(results))
@@ -114,6 +175,7 @@ def evaluate_parser():
     return parser
 
 
+@_guarded
 def evaluate_main(argv=None):
     args = evaluate_parser().parse_args(argv)
     cfg = _load_config(args.config, args.set)
@@ -156,6 +218,7 @@ def export_parser():
     return parser
 
 
+@_guarded
 def export_main(argv=None):
     parser = export_parser()
     args = parser.parse_args(argv)
