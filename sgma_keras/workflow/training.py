@@ -22,6 +22,7 @@ from sgma_keras.config import save_resolved_config
 from sgma_keras.data.pipeline import make_dataset
 from sgma_keras.distribution import distribution_scope
 from sgma_keras.metrics import GZSLAccuracy, ZSLAccuracy
+from sgma_keras.model import MODEL_STAGES
 from sgma_keras.workflow.build import build_model, load_data, make_datasets, make_optimizer
 from sgma_keras.workflow.checkpoints import (
     BestAndLastCheckpoint,
@@ -33,6 +34,7 @@ from sgma_keras.workflow.checkpoints import (
     save_weights_atomic,
 )
 from sgma_keras.workflow.evaluation import evaluate_model
+from sgma_keras.workflow.logs import AttentionImages, EpochLine, fit_verbosity
 from sgma_keras.workflow.protocol import protocol
 
 log = logging.getLogger("sgma_keras")
@@ -91,13 +93,18 @@ def _fit_stage(run, stage):
     metrics = _compile(model, cfg, stage.learning_rate(cfg), run.proto.val_classes)
     monitor = cfg["train"]["monitor"] if run.val_ds is not None else "loss"
     callbacks = _callbacks(run, stage, monitor, monitor_mode(monitor, metrics))
+    fit_verbose, epoch_line = fit_verbosity(run.verbose)
+    if epoch_line:
+        callbacks.append(EpochLine(stage.name, stage.epochs(cfg),
+                                   MODEL_STAGES[stage.model_stage]["losses"]))
     history = model.fit(
         run.train_ds,
         validation_data=run.val_ds,
         epochs=stage.epochs(cfg),
         callbacks=callbacks,
         steps_per_epoch=cfg["train"]["steps_per_epoch"],
-        verbose=run.verbose,
+        verbose=fit_verbose,
+        shuffle=False,  # the pipeline shuffles; Keras warns that it ignores shuffle=True
     )
     losses = history.history.get("loss", [])
     if model.stop_training and losses and not math.isfinite(losses[-1]):
@@ -157,6 +164,9 @@ def _callbacks(run, stage, monitor, mode):
     ]
     if train_cfg["tensorboard"]:
         callbacks.append(keras.callbacks.TensorBoard(run.folder.tensorboard(stage.name)))
+        if run.proto.val is not None and stage.model_stage != "warmup":
+            callbacks.append(AttentionImages(run.folder.tensorboard(stage.name),
+                                             _first_images(run.proto.val, run.cfg, 4)))
     if stage.selects_model:
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
@@ -170,6 +180,14 @@ def _callbacks(run, stage, monitor, mode):
         )
         callbacks.append(BestAndLastCheckpoint(run.folder.checkpoints, monitor, mode))
     return callbacks
+
+
+def _first_images(split, cfg, count):
+    """The first `count` images of `split`, as the validation pipeline gives them."""
+    ds = make_dataset(split.select(np.arange(min(count, len(split)))),
+                      image_size=cfg["input"]["image_size"], batch_size=count,
+                      training=False, seed=cfg["seed"], bad_images=cfg["data"]["bad_images"])
+    return np.concatenate([keras.ops.convert_to_numpy(images) for images, _ in ds])
 
 
 def collect_attention_features(model, split, cfg, num_images):
@@ -188,7 +206,12 @@ def collect_attention_features(model, split, cfg, num_images):
 
 
 def train(cfg, verbose="auto"):
-    """Runs (or resumes) every enabled stage of `cfg`; returns the test results."""
+    """Runs (or resumes) every enabled stage of `cfg`; returns the test results.
+
+    verbose: "auto" (a progress bar on a terminal, one line per epoch when stdout is a
+    file or pipe), 0 (silent), 1 (progress bar) or 2 (one line per epoch); see
+    `sgma_keras.workflow.logs`.
+    """
     keras.utils.set_random_seed(cfg["seed"])
     if cfg["train"]["mixed_precision"]:
         keras.mixed_precision.set_global_policy(cfg["train"]["mixed_precision"])
