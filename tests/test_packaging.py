@@ -6,6 +6,7 @@ commands from another folder.
 import json
 import os
 import re
+import shutil
 import site
 import subprocess
 import sys
@@ -127,9 +128,18 @@ def test_pip_install_into_a_fresh_venv_then_console_commands(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["PIP_NO_INDEX"] = "1"  # everything needed is here already
+    # A copy of what the wheel is built from: setuptools builds in the source folder
+    # (build/, *.egg-info), which stays out of the checkout this way.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ["pyproject.toml", "README.md"]:
+        shutil.copy(os.path.join(ROOT, name), source / name)
+    for name in ["sgma_keras", "configs"]:
+        shutil.copytree(os.path.join(ROOT, name), source / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     install = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--no-cache-dir", ROOT],
+         "--no-cache-dir", str(source)],
         env=env, cwd=str(tmp_path), capture_output=True,
         text=True, timeout=600)
     assert install.returncode == 0, install.stdout + install.stderr

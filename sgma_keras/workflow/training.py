@@ -253,7 +253,7 @@ def train(cfg, verbose="auto"):
             done = folder.completed()
 
     # Test evaluation of the model selected on validation (evaluate.py's full report).
-    best = keras.models.load_model(folder.best)
+    best = keras.models.load_model(folder.best, compile=False)  # no optimizer state to warn about
     log.info("Evaluating %s on the test splits", folder.best)
     return evaluate_model(best, data, cfg, folder.eval, checkpoint=folder.best)
 
