@@ -181,3 +181,32 @@ def test_pip_install_into_a_fresh_venv_then_console_commands(tmp_path):
     assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
     assert "ZSL top-1" in trained.stdout
     assert (elsewhere / "run" / "checkpoints" / "best.keras").is_file()
+
+
+def _dockerfile():
+    lines = open(os.path.join(ROOT, "Dockerfile")).read().splitlines()
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def test_dockerfile_runs_any_command_as_a_user_with_caches_in_volumes():
+    """(No Docker daemon in the test environment: the file is checked as text.)"""
+    import json as json_lib
+
+    from sgma_keras.config import default_config
+
+    lines = _dockerfile()
+    assert not [line for line in lines if line.startswith("ENTRYPOINT")], "an entry point " \
+        "would turn `docker run IMAGE sgma-evaluate ...` into arguments of one command"
+    cmd = json_lib.loads(next(line for line in lines if line.startswith("CMD"))[3:])
+    assert cmd[0] in _pyproject()["project"]["scripts"]
+    user = [line.split()[1] for line in lines if line.startswith("USER")]
+    assert user and user[-1] not in ("root", "0")
+    home = next(re.search(r"HOME=(\S+)", line).group(1) for line in lines
+                if line.startswith("ENV") and "HOME=" in line)
+    volumes = json_lib.loads(next(line for line in lines if line.startswith("VOLUME"))[6:])
+    assert f"{home}/.keras" in volumes
+    defaults = default_config()["data"]
+    for cache in [defaults["builtin"]["cache_dir"], defaults["tfds"]["cache_dir"]]:
+        path = cache.replace("~", home, 1)
+        assert any(path.startswith(v + "/") for v in volumes), (cache, volumes)
+    assert any("pip install" in line and "--no-deps ." in line for line in lines)
