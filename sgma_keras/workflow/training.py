@@ -94,8 +94,8 @@ def _fit_stage(run, stage):
     monitor = cfg["train"]["monitor"] if run.val_ds is not None else "loss"
     callbacks = _callbacks(run, stage, monitor, monitor_mode(monitor, metrics))
     fit_verbose, epoch_line = fit_verbosity(run.verbose)
-    if epoch_line:
-        callbacks.append(EpochLine(stage.name, stage.epochs(cfg),
+    if epoch_line:  # first: it shows the learning rate the epoch trained with
+        callbacks.insert(0, EpochLine(stage.name, stage.epochs(cfg),
                                    MODEL_STAGES[stage.model_stage]["losses"]))
     history = model.fit(
         run.train_ds,
@@ -175,7 +175,8 @@ def _callbacks(run, stage, monitor, mode):
                 factor=train_cfg["lr_factor"],
                 patience=train_cfg["lr_patience"],
                 min_lr=train_cfg["min_lr"],
-                verbose=1,
+                # With the progress bar only: the one-line-per-epoch log shows the rate.
+                verbose=int(fit_verbosity(run.verbose)[0] == 1),
             )
         )
         callbacks.append(BestAndLastCheckpoint(run.folder.checkpoints, monitor, mode))
