@@ -188,3 +188,19 @@ def test_training_output_to_a_pipe_is_short_plain_lines(tmp_path):
         check_csv_has_no_training_zsl(tmp_path / "run" / "logs" / f"{stage}.csv")
     # The attention maps of a few validation images reach TensorBoard (joint stage).
     assert os.listdir(tmp_path / "run" / "tensorboard" / "joint" / "attention")
+
+
+def test_quiet_start_drops_stderr_of_imports_unless_verbose():
+    """What a library writes to file descriptor 2 while it loads is dropped, unless
+    --verbose; stderr works again afterwards. (No framework needed: os.write stands in
+    for TensorFlow's C++ start-up lines.)"""
+    code = ("import os, sys; from sgma_keras.workflow.cli import _quiet_start\n"
+            "with _quiet_start(verbose={v}):\n"
+            "    os.write(2, b'start-up noise\\n')\n"
+            "print('after', file=sys.stderr)\n")
+    for verbose, noisy in [(False, False), (True, True)]:
+        result = subprocess.run([sys.executable, "-c", code.format(v=verbose)], cwd=ROOT,
+                                env=_env(), capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert ("start-up noise" in result.stderr) == noisy, (verbose, result.stderr)
+        assert "after" in result.stderr
