@@ -866,6 +866,41 @@ def validate_config(raw: Mapping, *, check_paths: bool = True, schema: Mapping |
     return cfg
 
 
+def builtin_config_dir() -> str | None:
+    """The folder of the configs that ship with the package (demo, awa, cub, flo, ...).
+
+    An installed package carries them as ``sgma_keras/configs/`` (pyproject.toml maps the
+    repository's ``configs/`` there); a source checkout has them in ``configs/`` beside
+    the package. None if neither exists.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    for folder in (os.path.join(here, "configs"), os.path.join(os.path.dirname(here), "configs")):
+        if os.path.isfile(os.path.join(folder, "demo.json")):
+            return folder
+    return None
+
+
+def find_config(path: str | os.PathLike) -> str:
+    """The config file a command line names.
+
+    A path that exists is used as given (a relative one against the current folder, as
+    any file argument). Otherwise, if it names a built-in config (``demo``,
+    ``demo.json`` or ``configs/demo.json``), the package's copy of it; else the path
+    unchanged, which `load_config` then reports as not found. So ``sgma-train --config
+    configs/demo.json`` works from any folder once the package is installed.
+    """
+    path = os.fspath(path)
+    if os.path.exists(path):
+        return path
+    folder = builtin_config_dir()
+    head, name = os.path.split(os.path.normpath(path))
+    if folder is None or head not in ("", "configs"):
+        return path
+    name = name if name.endswith(".json") else name + ".json"
+    candidate = os.path.join(folder, name)
+    return candidate if os.path.isfile(candidate) else path
+
+
 def load_config(path: str | os.PathLike | None, overrides: Iterable[str] = (), *,
                 check_paths: bool = True, schema: Mapping | None = None) -> dict:
     """Read a JSON config, apply 'a.b=value' overrides, validate, fill defaults.

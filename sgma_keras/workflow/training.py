@@ -23,6 +23,7 @@ from sgma_keras.data.pipeline import make_dataset
 from sgma_keras.distribution import distribution_scope
 from sgma_keras.errors import UserError
 from sgma_keras.metrics import GZSLAccuracy, ZSLAccuracy
+from sgma_keras.model import MODEL_STAGES
 from sgma_keras.workflow.build import build_model, load_data, make_datasets, make_optimizer
 from sgma_keras.workflow.checkpoints import (
     BestAndLastCheckpoint,
@@ -40,6 +41,7 @@ from sgma_keras.workflow.checkpoints import (
     trim_epoch_log,
 )
 from sgma_keras.workflow.evaluation import evaluate_model
+from sgma_keras.workflow.logs import AttentionImages, EpochLine, fit_verbosity
 from sgma_keras.workflow.protocol import protocol
 
 log = logging.getLogger("sgma_keras")
@@ -100,6 +102,10 @@ def _fit_stage(run, stage):
     callbacks = _callbacks(run, stage, monitor, monitor_mode(monitor, metrics))
     # Rows of epochs the backup does not hold are written again on resume.
     trim_epoch_log(run.folder.log_file(stage.name), backup_epoch(run.folder.backup(stage.name)))
+    fit_verbose, epoch_line = fit_verbosity(run.verbose)
+    if epoch_line:  # first: it shows the learning rate the epoch trained with
+        callbacks.insert(0, EpochLine(stage.name, stage.epochs(cfg),
+                                   MODEL_STAGES[stage.model_stage]["losses"]))
     splits = [run.proto.fit] + ([] if run.proto.val is None else [run.proto.val])
     with naming_bad_images([p for split in splits for p in split.paths], "training images"):
         history = model.fit(
@@ -108,7 +114,8 @@ def _fit_stage(run, stage):
             epochs=stage.epochs(cfg),
             callbacks=callbacks,
             steps_per_epoch=cfg["train"]["steps_per_epoch"],
-            verbose=run.verbose,
+            verbose=fit_verbose,
+            shuffle=False,  # the pipeline shuffles; Keras warns that it ignores shuffle=True
         )
     losses = history.history.get("loss", [])
     if model.stop_training and losses and not math.isfinite(losses[-1]):
@@ -190,6 +197,9 @@ def _callbacks(run, stage, monitor, mode):
     ]
     if train_cfg["tensorboard"]:
         callbacks.append(keras.callbacks.TensorBoard(run.folder.tensorboard(stage.name)))
+        if run.proto.val is not None and stage.model_stage != "warmup":
+            callbacks.append(AttentionImages(run.folder.tensorboard(stage.name),
+                                             _first_images(run.proto.val, run.cfg, 4)))
     if stage.selects_model:
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
@@ -198,11 +208,20 @@ def _callbacks(run, stage, monitor, mode):
                 factor=train_cfg["lr_factor"],
                 patience=train_cfg["lr_patience"],
                 min_lr=train_cfg["min_lr"],
-                verbose=1,
+                # With the progress bar only: the one-line-per-epoch log shows the rate.
+                verbose=int(fit_verbosity(run.verbose)[0] == 1),
             )
         )
         callbacks.append(BestAndLastCheckpoint(run.folder.checkpoints, monitor, mode))
     return [*callbacks, backup]
+
+
+def _first_images(split, cfg, count):
+    """The first `count` images of `split`, as the validation pipeline gives them."""
+    ds = make_dataset(split.select(np.arange(min(count, len(split)))),
+                      image_size=cfg["input"]["image_size"], batch_size=count,
+                      training=False, seed=cfg["seed"], bad_images=cfg["data"]["bad_images"])
+    return np.concatenate([keras.ops.convert_to_numpy(images) for images, _ in ds])
 
 
 def collect_attention_features(model, split, cfg, num_images):
@@ -229,6 +248,10 @@ def train(cfg, verbose="auto", allow_config_change=False):
     on the same folder stops at once with `RunFolderInUse`. A folder trained with
     another config stops with `RunConfigChanged` before any work unless
     `allow_config_change` (`accept_run_config`).
+
+    verbose: "auto" (a progress bar on a terminal, one line per epoch when stdout is a
+    file or pipe), 0 (silent), 1 (progress bar) or 2 (one line per epoch); see
+    `sgma_keras.workflow.logs`.
     """
     keras.utils.set_random_seed(cfg["seed"])
     if cfg["train"]["mixed_precision"]:
@@ -308,7 +331,7 @@ def _train_locked(cfg, folder, verbose):
             done = folder.completed()
 
     # Test evaluation of the model selected on validation (evaluate.py's full report).
-    best = keras.models.load_model(folder.best)
+    best = keras.models.load_model(folder.best, compile=False)  # no optimizer state to warn about
     log.info("Evaluating %s on the test splits", folder.best)
     return evaluate_model(best, data, cfg, folder.eval, checkpoint=folder.best)
 
