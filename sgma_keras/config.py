@@ -264,7 +264,12 @@ SCHEMA: dict[str, Any] = {
                               doc="share of seen classes held out as validation classes"),
         "bad_images": Field(str, "error", choices=("error", "skip"),
                             doc="missing or unreadable image: stop with an error, or skip it "
-                                "with a warning"),
+                                "with a warning (counted per split)"),
+        "check_images": Field(str, "header", choices=("header", "decode"),
+                              doc="how every split's images are checked before training: "
+                                  "`header` (signature and end marker, a few bytes a file) "
+                                  "or `decode` (a full decode: also finds corrupt data "
+                                  "inside a file; slow)"),
         "seed": Field(int, None, min=0,
                       doc="seed of the generated class/image splits (and of the built-in "
                           "images); null: the run's `seed`"),
@@ -542,6 +547,13 @@ def _rule(*keys: str):
         _RULES.append((keys, fn))
         return fn
     return deco
+
+
+@_rule("name")
+def _run_name(name):
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        return (f"name: a run name is one folder name (it expands `{{name}}` in output_dir), "
+                f"without '/', '\\' or '..'; got {_show(name)}")
 
 
 @_rule("model.min_side", "model.max_side")
@@ -852,6 +864,41 @@ def validate_config(raw: Mapping, *, check_paths: bool = True, schema: Mapping |
     if isinstance(data, dict) and data.get("seed") is None and "seed" in cfg:
         data["seed"] = cfg["seed"]  # the resolved config records the seed actually used
     return cfg
+
+
+def builtin_config_dir() -> str | None:
+    """The folder of the configs that ship with the package (demo, awa, cub, flo, ...).
+
+    An installed package carries them as ``sgma_keras/configs/`` (pyproject.toml maps the
+    repository's ``configs/`` there); a source checkout has them in ``configs/`` beside
+    the package. None if neither exists.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    for folder in (os.path.join(here, "configs"), os.path.join(os.path.dirname(here), "configs")):
+        if os.path.isfile(os.path.join(folder, "demo.json")):
+            return folder
+    return None
+
+
+def find_config(path: str | os.PathLike) -> str:
+    """The config file a command line names.
+
+    A path that exists is used as given (a relative one against the current folder, as
+    any file argument). Otherwise, if it names a built-in config (``demo``,
+    ``demo.json`` or ``configs/demo.json``), the package's copy of it; else the path
+    unchanged, which `load_config` then reports as not found. So ``sgma-train --config
+    configs/demo.json`` works from any folder once the package is installed.
+    """
+    path = os.fspath(path)
+    if os.path.exists(path):
+        return path
+    folder = builtin_config_dir()
+    head, name = os.path.split(os.path.normpath(path))
+    if folder is None or head not in ("", "configs"):
+        return path
+    name = name if name.endswith(".json") else name + ".json"
+    candidate = os.path.join(folder, name)
+    return candidate if os.path.isfile(candidate) else path
 
 
 def load_config(path: str | os.PathLike | None, overrides: Iterable[str] = (), *,

@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from sgma_keras import losses
+from sgma_keras import metrics  # noqa: F401  (registers the metrics a compiled SGMA saves)
 from sgma_keras.backbones import BACKBONES, make_backbone
 from sgma_keras.layers import ClassCenterHead, MultiAttention, PartCropper, SemanticEmbedding
 from sgma_keras.layers.class_center import match_rows
@@ -469,8 +470,33 @@ class SGMA(keras.Model):
             total += ops.sum([ops.cast(loss, "float32") for loss in self.losses])
         return _scale_for_replicas(total)
 
+    def train_step(self, *args, **kwargs):
+        # Marks the trace (or eager step) as a training step for `compute_metrics`.
+        # Set with object.__setattr__: a plain flag, not a tracked Keras attribute.
+        object.__setattr__(self, "_in_train_step", True)
+        try:
+            return super().train_step(*args, **kwargs)
+        finally:
+            object.__setattr__(self, "_in_train_step", False)
+
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        # Compiled metrics see the fused class scores, with global labels.
+        """The compiled metrics are validation metrics: updated and reported by
+        `test_step` (`evaluate`, the `val_*` logs of `fit`) only.
+
+        Training batches hold no unseen classes, so zero-shot accuracies (ZSL, GZSL u
+        and H) of training batches are always 0; `fit` logs the loss terms instead.
+        Compiled metrics see the fused class scores, with global labels.
+        """
+        if self.__dict__.get("_in_train_step"):
+            compiled = getattr(self, "_compile_metrics", None)
+            if compiled is not None and not compiled.built:
+                # Built (not updated) where Keras would build them: in the first step.
+                compiled.build(y, y_pred["scores"])
+            logs = {}
+            for metric in self.metrics:
+                if metric is not compiled:
+                    logs[metric.name] = metric.result()
+            return logs
         return super().compute_metrics(x, y, y_pred["scores"], sample_weight)
 
     def reset_compiled_functions(self):

@@ -85,7 +85,7 @@ def write_config(path, output_dir, **extra):
         "output_dir": str(output_dir),
         "data": {"source": "builtin"},
         "input": {"image_size": IMAGE_SIZE, "local_size": 16, "batch_size": 4},
-        "model": {"backbone": "tiny", "weights": None, "tiny_width": 4},
+        "model": {"backbone": "tiny", "weights": None, "tiny_width": 4, "center": {"latent_dim": 8}},
         "train": {"val_seen_fraction": 0.5},
         "eval": {"visualize_images": 3, "calibration_points": 5},
     }

@@ -13,6 +13,7 @@ file, so the pipeline checks files first:
 """
 
 import concurrent.futures
+import contextlib
 import logging
 import os
 import struct
@@ -127,3 +128,47 @@ def handle_bad_images(paths, policy="error", mode="header", what="images"):
     )
     bad_set = {p for p, _ in bad}
     return [p not in bad_set for p in paths]
+
+
+def _is_decode_error(error):
+    """A TensorFlow decode failure raised while iterating a pipeline (no file named)."""
+    text = str(error).lower()
+    return type(error).__name__ in ("InvalidArgumentError", "DataLossError", "UnknownError") and (
+        "jpeg" in text or "decode" in text or "png" in text or "image" in text)
+
+
+@contextlib.contextmanager
+def naming_bad_images(paths, what="images"):
+    """Turns a decode error raised inside the `with` (a tf.data pipeline over `paths`
+    being read) into a DataError naming the files that cannot be decoded.
+
+    TensorFlow's decoders do not say which file failed; the files are then decoded
+    one by one (`check_image(..., "decode")`) to find it. Other errors pass unchanged.
+    """
+    try:
+        yield
+    except Exception as error:
+        if not _is_decode_error(error):
+            raise
+        bad = find_bad_images(list(paths), "decode")
+        if not bad:
+            raise
+        listing = "\n".join(f"  {p}: {r}" for p, r in bad[:5])
+        more = f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise DataError(
+            f"{len(bad)} of {len(paths)} {what} cannot be decoded (set data.check_images="
+            f"'decode' to find them before training, or bad_images='skip' to drop them):"
+            f"\n{listing}{more}"
+        ) from None
+
+
+def iterate_naming_bad_images(dataset, paths, what="images"):
+    """Iterates `dataset` (a pipeline over `paths`); a decode error names the files."""
+    iterator = iter(dataset)
+    while True:
+        with naming_bad_images(paths, what):
+            try:
+                element = next(iterator)
+            except StopIteration:
+                return
+        yield element

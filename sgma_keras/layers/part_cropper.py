@@ -20,8 +20,8 @@ def bilinear_sample(images, y, x):
         (B, ..., C).
     """
     # NumPy coordinates: `x - floor(x)` below would mix NumPy and torch tensors.
-    x = ops.convert_to_tensor(x)
-    y = ops.convert_to_tensor(y)
+    x = _finite_or_outside(ops.convert_to_tensor(x))
+    y = _finite_or_outside(ops.convert_to_tensor(y))
     shape = ops.shape(images)
     batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
     flat = ops.reshape(images, (-1, channels))
@@ -78,8 +78,8 @@ def masked_grid_sample(images, y, x, mask_y=None, mask_x=None):
     Returns:
         (B, K, n, m, C).
     """
-    x = ops.convert_to_tensor(x)
-    y = ops.convert_to_tensor(y)
+    x = _finite_or_outside(ops.convert_to_tensor(x))
+    y = _finite_or_outside(ops.convert_to_tensor(y))
     shape = ops.shape(images)
     batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
     flat = ops.reshape(images, (-1, channels))
@@ -115,6 +115,14 @@ def masked_grid_sample(images, y, x, mask_y=None, mask_x=None):
 
 MASK_AT = ("input_pixels", "sample_points")
 ANCHORS = ("peak", "cnet")
+
+
+def _finite_or_outside(coordinates):
+    """NaN / inf coordinates (a diverged box) moved outside the image, where they read
+    zeros: cast to int32, a NaN becomes an arbitrary gather index (an out-of-range
+    `InvalidArgumentError` on TensorFlow, silent garbage elsewhere)."""
+    return ops.where(ops.isfinite(coordinates), coordinates,
+                     ops.full_like(coordinates, -2.0))
 
 
 def _as_float(size, dtype):

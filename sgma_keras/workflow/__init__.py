@@ -9,12 +9,15 @@ any cycle, imports inside functions included):
                  optimizer, datasets
     predictions  a model run over a split, in order (scores, boxes, maps)
     evaluation   test report: ZSL, GZSL, calibration on validation, AUSUC, figures
+    logs         what training prints (one line per epoch) and attention images
+                 in TensorBoard
     training     the stages as a table (warm-up, attention init, joint), `train(cfg)`
     export       TensorFlow SavedModel of a checkpoint
     predict      a trained model (.keras or SavedModel) on image files, arrays or tf.data:
                  top-k class names, boxes, maps; new classes from their descriptions
     cli          the argument parsers and `main`s of train.py, evaluate.py, export.py,
-                 predict.py
+                 predict.py (the console commands sgma-train, sgma-evaluate, sgma-export,
+                 sgma-predict); imports no framework until a config is valid
 
 The model, its layers and losses (`sgma_keras.model`, `layers/`, `losses`) and the data
 (`sgma_keras.data`) sit below this package and never import it.

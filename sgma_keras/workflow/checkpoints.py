@@ -2,7 +2,10 @@
 
 A run folder (`train.py`'s `output_dir`):
 
+    .lock                        OS lock (flock) held by the process training in the
+                                 folder; its PID and host are written in it
     config.json, versions.json   the resolved config, package/backend versions
+    run.json                     fingerprint of the result-changing keys, accepted changes
     state.json                   which stages are complete (resume point)
     checkpoints/                 warmup.weights.h5, init.weights.h5,
                                  best.keras (best validation metric), last.keras, best.json
@@ -16,22 +19,32 @@ truncated one. Checkpoints are checked (`read_checkpoint_config`,
 `check_checkpoint_matches`) from the `.keras` archive's JSON before any model is built.
 """
 
+import hashlib
 import json
 import logging
 import math
 import os
+import shutil
+import socket
 import tempfile
+import time
 import warnings
 import zipfile
 
 import keras
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no run-folder lock
+    fcntl = None
+
 # Keras's base of ModelCheckpoint/EarlyStopping: monitor, mode and "is it better".
 from keras.src.callbacks.monitor_callback import MonitorCallback
 
 import sgma_keras.model  # noqa: F401  (registers SGMA and its layers for load_model)
-from sgma_keras.atomic_io import atomic_save, write_json_atomic
+from sgma_keras.atomic_io import atomic_save, write_json_atomic, write_text_atomic
+from sgma_keras.config import save_resolved_config
 from sgma_keras.errors import UserError
 
 log = logging.getLogger("sgma_keras")
@@ -43,6 +56,14 @@ class CheckpointError(UserError):
 
 class FolderError(UserError):
     """An output folder that cannot be created or written."""
+
+
+class RunFolderInUse(UserError):
+    """Another live process holds the run folder's lock."""
+
+
+class RunConfigChanged(UserError):
+    """A config that changes results given for a run folder trained with another one."""
 
 
 # --------------------------------------------------------------------------
@@ -57,6 +78,46 @@ class RunFolder:
         self.root = root
         self.checkpoints = os.path.join(root, "checkpoints")
         self.state_path = os.path.join(root, "state.json")
+        self.lock_path = os.path.join(root, ".lock")
+        self._lock_fd = None
+
+    def lock(self):
+        """Takes the folder's OS lock (`flock`) or raises RunFolderInUse; returns self.
+
+        The lock belongs to the open file, so the kernel drops it when the process
+        ends in any way (`kill -9` included): a dead process's lock never blocks.
+        """
+        if fcntl is None or self._lock_fd is not None:
+            return self
+        os.makedirs(self.root, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 256, 0).decode("utf-8", "replace").split()
+            os.close(fd)
+            pid = holder[0] if holder else "?"
+            host = holder[1] if len(holder) > 1 else "?"
+            raise RunFolderInUse(
+                f"run folder {self.root!r} in use by PID {pid} on host {host} (lock "
+                f"{self.lock_path!r}); wait for that run to end, or choose another "
+                "--output-dir."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        self._lock_fd = fd
+        return self
+
+    def unlock(self):
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def __enter__(self):
+        return self.lock()
+
+    def __exit__(self, *exc):
+        self.unlock()
 
     def create(self):
         """Creates the folders training writes into; returns self."""
@@ -74,6 +135,27 @@ class RunFolder:
         done = self.completed()
         if stage not in done:
             write_json_atomic(self.state_path, {"completed": done + [stage]})
+
+    def remove_backup(self, stage):
+        """Deletes a stage's backup: only once its weights and state.json are written."""
+        shutil.rmtree(self.backup(stage), ignore_errors=True)
+
+    def clean_temporary(self):
+        """Removes the `.tmp-*` files a killed writer left (call with the lock held)."""
+        removed = []
+        for folder, _, files in os.walk(self.root):
+            for name in files:
+                if name.startswith((".tmp-", ".write-test-")):
+                    path = os.path.join(folder, name)
+                    try:
+                        os.remove(path)
+                        removed.append(path)
+                    except OSError:
+                        pass
+        if removed:
+            log.info("Removed %d temporary file(s) of an interrupted run: %s", len(removed),
+                     ", ".join(removed[:5]))
+        return removed
 
     def stage_weights(self, stage):
         return os.path.join(self.checkpoints, f"{stage}.weights.h5")
@@ -94,6 +176,138 @@ class RunFolder:
     @property
     def eval(self):
         return os.path.join(self.root, "eval")
+
+
+# --------------------------------------------------------------------------
+# Run-folder contract: one config per run folder
+# --------------------------------------------------------------------------
+
+# Config keys that say where things are or how the run is carried out, not what it
+# computes: they may differ between the runs of one folder.
+RESULT_NEUTRAL_KEYS = frozenset({
+    "name", "output_dir", "data.root", "data.split_dir", "data.builtin.cache_dir",
+    "data.tfds.data_dir", "data.tfds.cache_dir", "data.tfds.download", "data.check_images",
+    "input.cache", "train.backup_every_steps", "train.tensorboard", "train.jit",
+    "eval.batch_size", "eval.visualize_images",
+})
+
+# Config keys that fix the model's architecture (config key -> SGMA argument, as in
+# `workflow.build.MODEL_ARGS`; `tests/test_faults.py` keeps the two equal). A checkpoint
+# whose saved arguments differ from these cannot be the config's model.
+ARCHITECTURE_KEYS = {
+    "input.image_size": "image_size",
+    "input.local_size": "local_size",
+    "input.global_size": "global_size",
+    "model.backbone": "backbone",
+    "model.feature_layer": "feature_layer",
+    "model.tiny_width": "tiny_width",
+    "model.num_parts": "num_parts",
+    "model.part_mode": "part_mode",
+    "model.share_part_backbones": "share_part_backbones",
+    "model.separate_attention_backbone": "separate_attention_backbone",
+    "model.attention_reduction": "attention_reduction",
+    "model.attention_normalize": "attention_normalize",
+    "model.cnet_hidden": "cnet_hidden",
+    "model.min_side": "min_side",
+    "model.max_side": "max_side",
+    "model.boxcar_steepness": "boxcar_steepness",
+    "model.peak_temperature": "peak_temperature",
+    "model.embedding.normalize": "embedding_normalize",
+    "model.embedding.scale": "embedding_scale",
+    "model.embedding.learn_scale": "embedding_learn_scale",
+    "model.center.enabled": "center_enabled",
+    "model.center.latent_dim": "latent_dim",
+}
+
+
+def flat_config(cfg, prefix=""):
+    """{"a.b": value} of a nested config."""
+    flat = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            flat.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def result_keys(cfg):
+    """The flattened config without `RESULT_NEUTRAL_KEYS`."""
+    return {k: v for k, v in flat_config(cfg).items() if k not in RESULT_NEUTRAL_KEYS}
+
+
+def config_fingerprint(cfg):
+    """A short hash of the keys that change results (same config -> same hash)."""
+    text = json.dumps(result_keys(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_differences(old, new):
+    """{key: (old value, new value)} of the result-changing keys that differ.
+
+    Keys one config lacks (written by another version) are not compared.
+    """
+    old, new = result_keys(old), result_keys(new)
+    return {k: (old[k], new[k]) for k in sorted(old.keys() & new.keys()) if old[k] != new[k]}
+
+
+def accept_run_config(folder, cfg, allow_change=False):
+    """Checks `cfg` against the run's recorded config, then records it.
+
+    A new folder takes `cfg`. A folder trained with a config whose result-changing
+    keys differ stops here (RunConfigChanged listing them), before any work and
+    before `config.json` is touched, unless `allow_change`: then the change is
+    appended to `run.json` and the run continues. Architecture keys can never change
+    within a run (the saved weights would not fit). Returns the differences.
+    """
+    config_path = os.path.join(folder.root, "config.json")
+    record_path = os.path.join(folder.root, "run.json")
+    diffs = {}
+    if os.path.exists(config_path):
+        try:
+            with open(config_path) as handle:
+                old = json.load(handle)
+        except (OSError, ValueError) as error:
+            raise RunConfigChanged(
+                f"Cannot read {config_path!r} ({error}); the run folder's config is unknown. "
+                "Choose a new --output-dir."
+            ) from None
+        diffs = config_differences(old, cfg)
+    if diffs:
+        lines = "\n".join(f"  - {k}: {json.dumps(a, default=str)} -> "
+                          f"{json.dumps(b, default=str)}" for k, (a, b) in diffs.items())
+        fixed = [k for k in diffs if k in ARCHITECTURE_KEYS]
+        if fixed:
+            raise RunConfigChanged(
+                f"Run folder {folder.root!r} holds a model of another architecture; the "
+                f"config differs from its config.json in:\n{lines}\n{', '.join(fixed)} "
+                "cannot change within a run. Train into a new run folder (--output-dir NEW)."
+            )
+        if not allow_change:
+            raise RunConfigChanged(
+                f"Run folder {folder.root!r} was trained with another config; these keys "
+                f"differ from its config.json:\n{lines}\nNothing was changed. Either train "
+                "into a new run folder (--output-dir NEW), or continue this run with the new "
+                "values with --allow-config-change (the change is recorded in run.json)."
+            )
+    record = {}
+    if os.path.exists(record_path):
+        try:
+            with open(record_path) as handle:
+                record = json.load(handle)
+        except (OSError, ValueError):
+            record = {}
+    changes = list(record.get("changes", []))
+    if diffs:
+        changes.append({
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "completed_stages": folder.completed(),
+            "keys": {k: [a, b] for k, (a, b) in diffs.items()},
+        })
+        log.warning("Run %s continues with a changed config: %s", folder.root, ", ".join(diffs))
+    write_json_atomic(record_path, {"fingerprint": config_fingerprint(cfg), "changes": changes})
+    save_resolved_config(cfg, folder.root)
+    return diffs
 
 
 # --------------------------------------------------------------------------
@@ -142,8 +356,18 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         super().on_train_batch_end(batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
+        # Keras saves at an epoch end only with save_freq="epoch"; with a step count a
+        # kill after finished epochs would replay them. Every epoch end is saved here.
         self._last_logs_finite = _finite(logs)
-        super().on_epoch_end(epoch, logs)
+        self._current_epoch = epoch + 1
+        self._last_batch_seen = 0
+        self._batches_seen_since_last_saving = 0
+        self._save_model()
+
+    def on_train_end(self, logs=None):
+        # The backup outlives fit(): training removes it once the stage's weights and
+        # state.json are written (RunFolder.remove_backup), and keeps it on divergence.
+        pass
 
     def _save_model(self):
         if not self._last_logs_finite:
@@ -154,6 +378,42 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
             self._training_metadata_path,
             {"epoch": self._current_epoch, "batch": self._last_batch_seen},
         )
+
+
+def backup_epoch(backup_dir):
+    """The epoch a stage resumes at from `backup_dir` (0 without a backup)."""
+    path = os.path.join(backup_dir, "training_metadata.json")
+    try:
+        with open(path) as handle:
+            return int(json.load(handle)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def trim_epoch_log(path, first_epoch):
+    """Drops the rows of epochs >= `first_epoch` from a CSVLogger file (atomically).
+
+    A resumed stage replays from its backup's epoch; rows of that epoch or later come
+    from the interrupted attempt and would be written again.
+    """
+    if not os.path.exists(path):
+        return 0
+    with open(path, newline="") as handle:
+        lines = handle.read().splitlines(keepends=True)
+    if len(lines) < 2:
+        return 0
+
+    def epoch_of(line):
+        try:
+            return int(line.split(",", 1)[0])
+        except ValueError:
+            return None
+
+    kept = [lines[0]] + [line for line in lines[1:]
+                         if epoch_of(line) is not None and epoch_of(line) < first_epoch]
+    if len(kept) != len(lines):
+        write_text_atomic(path, "".join(kept))
+    return len(lines) - len(kept)
 
 
 def load_weights_quietly(model, path):
@@ -258,6 +518,30 @@ def ensure_writable_dir(path, what="results folder", hint="choose another with -
     return full
 
 
+def checkpoint_bytes(model, optimizer_slots=2):
+    """About the size of one checkpoint of `model` with its optimizer's state (bytes)."""
+    values = sum(int(np.prod(v.shape)) for v in model.weights)
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    return 4 * (values + optimizer_slots * trainable)
+
+
+def check_free_space(path, need, what="run folder", hint="free space or choose another "
+                     "--output-dir"):
+    """Raises FolderError when the file system of `path` has less than `need` bytes free."""
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError as error:
+        raise FolderError(f"Cannot read the free space of the {what} {path!r} "
+                          f"({error.strerror or error}); {hint}.") from None
+    if free < need:
+        raise FolderError(
+            f"The {what} {path!r} has {free / 2**20:.1f} MiB free; training writes about "
+            f"{need / 2**20:.1f} MiB there (best.keras, last.keras, a backup and one "
+            f"temporary copy, each with the optimizer state); {hint}."
+        )
+    return free
+
+
 def read_checkpoint_config(path):
     """The SGMA constructor arguments stored in a `.keras` file, without loading it.
 
@@ -299,6 +583,7 @@ def model_description(model):
         "semantics": np.asarray(model.semantics, dtype="float32"),
         "seen_classes": None if model.seen_classes is None else np.asarray(model.seen_classes),
         "image_size": int(model.image_size),
+        "arguments": model.get_config(),
     }
 
 
@@ -309,7 +594,29 @@ def describe_checkpoint(saved):
         "semantics": np.asarray(saved["semantics"], dtype="float32"),
         "seen_classes": None if seen is None else np.asarray(seen, dtype="int64"),
         "image_size": int(saved["image_size"]),
+        "arguments": saved,
     }
+
+
+def architecture_differences(arguments, cfg):
+    """[(config key, model's value, config's value)] of `ARCHITECTURE_KEYS` that differ.
+
+    Settings that do not apply are skipped: `tiny_width` of another backbone, a
+    null `global_size` or `feature_layer` (the model's default).
+    """
+    flat = flat_config(cfg)
+    found = []
+    for key, arg in ARCHITECTURE_KEYS.items():
+        if arg not in arguments or key not in flat or key == "input.image_size":
+            continue
+        theirs, ours = arguments[arg], flat[key]
+        if ours is None or (arg == "tiny_width" and flat.get("model.backbone") != "tiny"):
+            continue
+        same = (math.isclose(float(theirs), float(ours), rel_tol=1e-6)
+                if isinstance(ours, float) and isinstance(theirs, (int, float)) else theirs == ours)
+        if not same:
+            found.append((key, theirs, ours))
+    return found
 
 
 def check_checkpoint_matches(description, cfg=None, data=None, checkpoint="the model"):
@@ -329,6 +636,10 @@ def check_checkpoint_matches(description, cfg=None, data=None, checkpoint="the m
             f"image size: the model takes {description['image_size']} px images, the "
             f"config has input.image_size={cfg['input']['image_size']}"
         )
+    if cfg is not None and description.get("arguments"):
+        for key, theirs, ours in architecture_differences(description["arguments"], cfg):
+            problems.append(f"architecture: the model has {key}={json.dumps(theirs)}, the "
+                            f"config has {key}={json.dumps(ours)}")
     if data is not None:
         theirs = np.asarray(data.semantics, dtype="float32")
         if semantics.shape[0] != theirs.shape[0]:

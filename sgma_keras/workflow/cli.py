@@ -5,33 +5,65 @@ errors.
 Every command takes `--config FILE` and repeatable `--set KEY=VALUE` overrides, and
 exits with 0 on success, 2 on a bad config or arguments (every problem listed), 1 on
 any other input problem (`sgma_keras.errors.UserError`: the message names the file or
-key) or a diverged training run. Heavy modules (Keras, TensorFlow) are imported only
-once the config is known to be good.
+key) or a diverged training run or an OSError (one line: the path and the cause), 130
+on Ctrl-C and 143 on SIGTERM (an interrupted run resumes when run again). They are also
+the console commands `sgma-train`, `sgma-evaluate` and `sgma-export` of the installed
+package (pyproject.toml).
+
+This module imports no framework: `--help` and a bad config answer without loading
+Keras, TensorFlow, JAX or PyTorch (`tests/test_cli_light.py` checks it). The heavy
+modules are imported inside each `main`, once the config is known to be good, after
+`_quiet_start` has silenced the frameworks' start-up lines (`--verbose` keeps them).
+
+`--config` takes a file (relative to the current folder) or the name of a built-in
+config (`demo`, `configs/demo.json`; `sgma_keras.config.find_config`).
 """
 
 import argparse
+import contextlib
+import functools
 import logging
 import os
+import signal
 import sys
 
-from sgma_keras.config import ConfigError, config_to_json, load_config, reference_markdown
+from sgma_keras.config import (
+    ConfigError,
+    config_to_json,
+    find_config,
+    load_config,
+    reference_markdown,
+)
 from sgma_keras.errors import UserError
 
 log = logging.getLogger("sgma_keras")
 
 
 def _parser(prog, description, config_required=True):
+    started = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if started.startswith("sgma-"):  # started as a console command (sgma-train, ...)
+        prog = started
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", required=config_required,
-                        help="JSON config file (see configs/ and docs/CONFIG.md).")
+                        help="JSON config file (relative to the current folder), or a "
+                             "built-in config: demo, awa, cub, flo (see configs/ and "
+                             "docs/CONFIG.md).")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.joint.epochs=10 "
                              "(repeatable; the value is JSON, else a string).")
+    parser.add_argument("--verbose", action="store_true",
+                        help="keep the frameworks' start-up and info lines (TensorFlow, "
+                             "absl, XLA), silenced by default.")
     return parser
 
 
 def _load_config(path, overrides, **kwargs):
     """The resolved config, or None after printing every problem."""
+    if path is not None:
+        found = find_config(path)
+        if found != os.fspath(path):
+            print(f"{path}: not in {os.getcwd()}; using the built-in {found}", file=sys.stderr)
+        path = found
     try:
         return load_config(path, overrides, **kwargs)
     except ConfigError as error:
@@ -39,15 +71,110 @@ def _load_config(path, overrides, **kwargs):
         return None
 
 
-def _setup_logging():
-    if not logging.getLogger().handlers:
-        logging.basicConfig(stream=sys.stdout, level=logging.INFO,
-                            format="%(asctime)s %(message)s")
+@contextlib.contextmanager
+def _quiet_start(verbose):
+    """Imports inside it happen without the frameworks' start-up lines.
+
+    TF_CPP_MIN_LOG_LEVEL=2 (unless the user set it) drops TensorFlow's C++ info and
+    warning lines from then on ("XLA service ...", "Compiled cluster ..."), errors stay.
+    The lines TensorFlow's libraries print while they load come before TensorFlow reads
+    that variable (absl's "before InitializeLog", oneDNN, cpu_feature_guard), so the
+    process's stderr (file descriptor 2) points at /dev/null during the imports; Python
+    errors are raised after it is restored. `--verbose` changes nothing.
+    """
+    if verbose:
+        yield
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable file descriptor 2 (embedded interpreters)
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def _setup_logging(verbose=False):
+    """Our INFO lines (timestamped, to stdout); other libraries' only with --verbose."""
+    root = logging.getLogger()
+    if verbose:
+        if not root.handlers:
+            logging.basicConfig(stream=sys.stdout, level=logging.INFO,
+                                format="%(asctime)s %(message)s")
+        return
+    ours = logging.getLogger("sgma_keras")
+    ours.setLevel(logging.INFO)
+    if not root.handlers and not ours.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        ours.addHandler(handler)
 
 
 def _fail(error):
     print(f"error: {error}", file=sys.stderr)
     return 1
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every `finally` and atomic write cleans up."""
+
+    signum = signal.SIGTERM
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted()
+
+
+# The run folder of the command in progress, named when it is interrupted.
+_STATE = {"run_folder": None}
+
+
+def _os_error_line(error):
+    """An OSError as one line: the path and the cause."""
+    path = error.filename if error.filename is not None else None
+    cause = error.strerror or str(error)
+    text = f"{path!r}: {cause}" if path is not None else cause
+    return " ".join(str(text).split())
+
+
+def _guarded(main):
+    """Ends `main` on SIGINT/SIGTERM (130/143) or an OSError (1) with one line each.
+
+    An interrupted training run keeps its state (every file is written atomically,
+    the last backup included) and resumes when the same command runs again.
+    """
+
+    @functools.wraps(main)
+    def run(argv=None):
+        try:
+            previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+        except ValueError:  # not the main thread: leave SIGTERM alone
+            previous = None
+        try:
+            return main(argv)
+        except KeyboardInterrupt as interrupt:
+            folder = _STATE["run_folder"]
+            hint = (f"; state kept in {folder}; run the same command to resume"
+                    if folder else "")
+            print(f"interrupted{hint}", file=sys.stderr)
+            return 128 + int(getattr(interrupt, "signum", signal.SIGINT))
+        except OSError as error:
+            print(f"error: {_os_error_line(error)}", file=sys.stderr)
+            return 1
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    return run
 
 
 # --------------------------------------------------------------------------
@@ -64,9 +191,13 @@ def train_parser():
     parser.add_argument("--mixed-precision", choices=["mixed_float16", "mixed_bfloat16"],
                         help="Mixed-precision policy.")
     parser.add_argument("--output-dir", help="Run folder (default: the config's output_dir).")
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="continue a run folder trained with another config (not another "
+                             "architecture); the change is recorded in its run.json.")
     return parser
 
 
+@_guarded
 def train_main(argv=None):
     args = train_parser().parse_args(argv)
     overrides = list(args.set)
@@ -80,12 +211,14 @@ def train_main(argv=None):
     if cfg is None:
         return 2
 
-    from sgma_keras.workflow.evaluation import format_results
-    from sgma_keras.workflow.training import TrainingDiverged, train
+    with _quiet_start(args.verbose):
+        from sgma_keras.workflow.evaluation import format_results
+        from sgma_keras.workflow.training import TrainingDiverged, train
 
-    _setup_logging()
+    _setup_logging(args.verbose)
+    _STATE["run_folder"] = cfg["output_dir"]
     try:
-        results = train(cfg)
+        results = train(cfg, allow_config_change=args.allow_config_change)
     except (UserError, TrainingDiverged) as error:
         return _fail(error)
     print(format_results(results))
@@ -114,15 +247,17 @@ def evaluate_parser():
     return parser
 
 
+@_guarded
 def evaluate_main(argv=None):
     args = evaluate_parser().parse_args(argv)
     cfg = _load_config(args.config, args.set)
     if cfg is None:
         return 2
 
-    from sgma_keras.workflow.evaluation import RESULTS_FILE, format_results, run_evaluation
+    with _quiet_start(args.verbose):
+        from sgma_keras.workflow.evaluation import RESULTS_FILE, format_results, run_evaluation
 
-    _setup_logging()
+    _setup_logging(args.verbose)
     try:
         results = run_evaluation(cfg, args.checkpoint, args.output, args.calibration,
                                  args.keras_metrics)
@@ -156,6 +291,7 @@ def export_parser():
     return parser
 
 
+@_guarded
 def export_main(argv=None):
     parser = export_parser()
     args = parser.parse_args(argv)
@@ -170,14 +306,15 @@ def export_main(argv=None):
         if cfg is None:
             return 2
 
-    from sgma_keras.workflow import export
-    from sgma_keras.workflow.build import load_data
-    from sgma_keras.workflow.checkpoints import (
-        check_checkpoint_matches,
-        default_checkpoint,
-        describe_checkpoint,
-        read_checkpoint_config,
-    )
+    with _quiet_start(args.verbose):
+        from sgma_keras.workflow import export
+        from sgma_keras.workflow.build import load_data
+        from sgma_keras.workflow.checkpoints import (
+            check_checkpoint_matches,
+            default_checkpoint,
+            describe_checkpoint,
+            read_checkpoint_config,
+        )
 
     checkpoint = args.checkpoint or default_checkpoint(cfg)
     output = args.output or os.path.join(cfg["output_dir"], "saved_model")
@@ -208,8 +345,9 @@ def export_main(argv=None):
 
 
 def predict_parser():
+    started = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     parser = argparse.ArgumentParser(
-        prog="predict.py",
+        prog=started if started.startswith("sgma-") else "predict.py",
         description="Name the classes of images with a trained SGMA model (.keras file on "
                     "any backend, or an exported SavedModel folder with TensorFlow): a CSV "
                     "of the top-k classes, their scores and the part boxes per image.")
@@ -235,18 +373,23 @@ def predict_parser():
     parser.add_argument("--figures", help="folder for one figure per image: attention maps "
                         "and part boxes, titled with the prediction.")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--verbose", action="store_true",
+                        help="keep the frameworks' start-up and info lines, silenced by "
+                             "default.")
     return parser
 
 
+@_guarded
 def predict_main(argv=None):
     args = predict_parser().parse_args(argv)
     if args.top_k < 1 or args.batch_size < 1:
         print(ConfigError("--top-k and --batch-size must be >= 1"), file=sys.stderr)
         return 2
 
-    from sgma_keras.workflow.predict import run_predict
+    with _quiet_start(args.verbose):
+        from sgma_keras.workflow.predict import run_predict
 
-    _setup_logging()
+    _setup_logging(args.verbose)
     try:
         result = run_predict(args.model, args.images, args.output, args.classes,
                              args.replace_classes, args.mode, args.top_k, args.figures,
@@ -287,6 +430,8 @@ def config_main(argv=None):
     return 0
 
 
+# The console commands of pyproject.toml's [project.scripts] point at these mains; a new
+# command (e.g. predict) is one main here, one row here and one line there.
 COMMANDS = {"train": train_main, "evaluate": evaluate_main, "export": export_main,
             "config": config_main, "predict": predict_main}
 

@@ -8,7 +8,7 @@ so row i of every output is `split.paths[i]`.
 import keras
 import numpy as np
 
-from sgma_keras.data.image_check import handle_bad_images
+from sgma_keras.data.image_check import handle_bad_images, iterate_naming_bad_images
 from sgma_keras.data.pipeline import make_dataset
 from sgma_keras.workflow.build import eval_batch_size
 
@@ -50,7 +50,7 @@ def collect_predictions(model, split, cfg, keep=(), what="images"):
     scores, boxes, labels = [], [], []
     kept = {"images": [], "attention_maps": [], "boxes": []}
     start = 0
-    for images, y in ds:
+    for images, y in iterate_naming_bad_images(ds, split.paths, what):
         images = images.numpy()
         out = model.predict_on_batch(images)
         batch_scores = to_numpy(out["scores"]).astype("float32")

@@ -18,28 +18,37 @@ from typing import Callable
 import keras
 import numpy as np
 
-from sgma_keras.config import save_resolved_config
+from sgma_keras.data.image_check import handle_bad_images, naming_bad_images
 from sgma_keras.data.pipeline import make_dataset
 from sgma_keras.distribution import distribution_scope
+from sgma_keras.errors import UserError
 from sgma_keras.metrics import GZSLAccuracy, ZSLAccuracy
+from sgma_keras.model import MODEL_STAGES
 from sgma_keras.workflow.build import build_model, load_data, make_datasets, make_optimizer
 from sgma_keras.workflow.checkpoints import (
     BestAndLastCheckpoint,
     RunFolder,
     SafeBackupAndRestore,
+    accept_run_config,
+    backup_epoch,
+    check_free_space,
+    checkpoint_bytes,
+    ensure_writable_dir,
     load_weights_quietly,
     monitor_mode,
     save_model_atomic,
     save_weights_atomic,
+    trim_epoch_log,
 )
 from sgma_keras.workflow.evaluation import evaluate_model
+from sgma_keras.workflow.logs import AttentionImages, EpochLine, fit_verbosity
 from sgma_keras.workflow.protocol import protocol
 
 log = logging.getLogger("sgma_keras")
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or inf; the last good checkpoints are kept."""
+class TrainingDiverged(UserError):
+    """The loss became NaN or inf; the last good backup and checkpoints are kept."""
 
 
 @dataclasses.dataclass
@@ -91,21 +100,48 @@ def _fit_stage(run, stage):
     metrics = _compile(model, cfg, stage.learning_rate(cfg), run.proto.val_classes)
     monitor = cfg["train"]["monitor"] if run.val_ds is not None else "loss"
     callbacks = _callbacks(run, stage, monitor, monitor_mode(monitor, metrics))
-    history = model.fit(
-        run.train_ds,
-        validation_data=run.val_ds,
-        epochs=stage.epochs(cfg),
-        callbacks=callbacks,
-        steps_per_epoch=cfg["train"]["steps_per_epoch"],
-        verbose=run.verbose,
-    )
+    # Rows of epochs the backup does not hold are written again on resume.
+    trim_epoch_log(run.folder.log_file(stage.name), backup_epoch(run.folder.backup(stage.name)))
+    fit_verbose, epoch_line = fit_verbosity(run.verbose)
+    if epoch_line:  # first: it shows the learning rate the epoch trained with
+        callbacks.insert(0, EpochLine(stage.name, stage.epochs(cfg),
+                                   MODEL_STAGES[stage.model_stage]["losses"]))
+    splits = [run.proto.fit] + ([] if run.proto.val is None else [run.proto.val])
+    with naming_bad_images([p for split in splits for p in split.paths], "training images"):
+        history = model.fit(
+            run.train_ds,
+            validation_data=run.val_ds,
+            epochs=stage.epochs(cfg),
+            callbacks=callbacks,
+            steps_per_epoch=cfg["train"]["steps_per_epoch"],
+            verbose=fit_verbose,
+            shuffle=False,  # the pipeline shuffles; Keras warns that it ignores shuffle=True
+        )
     losses = history.history.get("loss", [])
     if model.stop_training and losses and not math.isfinite(losses[-1]):
-        raise TrainingDiverged(
-            f"Stage {stage.name!r}: the loss became {losses[-1]}; training stopped. The last "
-            f"good checkpoints are in {run.folder.checkpoints}. Lower train.learning_rate or "
-            "the loss weights and run again."
-        )
+        raise TrainingDiverged(_diverged_message(run, stage, losses[-1]))
+
+
+def _diverged_message(run, stage, loss):
+    """What a diverged stage kept (files that exist) and how to go on."""
+    backup = run.folder.backup(stage.name)
+    kept = [path for path in (os.path.join(backup, "latest.weights.h5"),
+                              *(run.folder.stage_weights(s.name) for s in STAGES),
+                              os.path.join(run.folder.checkpoints, "best.keras"),
+                              os.path.join(run.folder.checkpoints, "last.keras"))
+            if os.path.exists(path)]
+    resume = (f"its last good backup {backup!r} is kept (epoch {backup_epoch(backup) + 1} "
+              "resumes from it)" if kept and kept[0].startswith(backup) else
+              "no backup of the stage was written yet (it restarts from its start)")
+    key = (f"train.{stage.name}.learning_rate"
+           if run.cfg["train"][stage.name].get("learning_rate") is not None
+           else "train.learning_rate")
+    return (
+        f"Stage {stage.name!r}: the loss became {loss}; training stopped and {resume}. "
+        f"Files kept: {', '.join(kept) if kept else 'none yet'}. Lower {key} (or the loss "
+        "weights) and run again with --allow-config-change to resume from the backup, or "
+        "start afresh with a new --output-dir."
+    )
 
 
 def _init_stage(run, stage):
@@ -150,13 +186,20 @@ def _compile(model, cfg, learning_rate, val_classes):
 
 def _callbacks(run, stage, monitor, mode):
     train_cfg = run.cfg["train"]
+    # The backup comes last: an epoch's log row and checkpoints are written before the
+    # backup that skips the epoch on resume.
+    backup = SafeBackupAndRestore(run.folder.backup(stage.name),
+                                  save_freq=train_cfg["backup_every_steps"],
+                                  delete_checkpoint=False)
     callbacks = [
-        SafeBackupAndRestore(run.folder.backup(stage.name), save_freq=train_cfg["backup_every_steps"]),
         keras.callbacks.CSVLogger(run.folder.log_file(stage.name), append=True),
         keras.callbacks.TerminateOnNaN(),
     ]
     if train_cfg["tensorboard"]:
         callbacks.append(keras.callbacks.TensorBoard(run.folder.tensorboard(stage.name)))
+        if run.proto.val is not None and stage.model_stage != "warmup":
+            callbacks.append(AttentionImages(run.folder.tensorboard(stage.name),
+                                             _first_images(run.proto.val, run.cfg, 4)))
     if stage.selects_model:
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
@@ -165,11 +208,20 @@ def _callbacks(run, stage, monitor, mode):
                 factor=train_cfg["lr_factor"],
                 patience=train_cfg["lr_patience"],
                 min_lr=train_cfg["min_lr"],
-                verbose=1,
+                # With the progress bar only: the one-line-per-epoch log shows the rate.
+                verbose=int(fit_verbosity(run.verbose)[0] == 1),
             )
         )
         callbacks.append(BestAndLastCheckpoint(run.folder.checkpoints, monitor, mode))
-    return callbacks
+    return [*callbacks, backup]
+
+
+def _first_images(split, cfg, count):
+    """The first `count` images of `split`, as the validation pipeline gives them."""
+    ds = make_dataset(split.select(np.arange(min(count, len(split)))),
+                      image_size=cfg["input"]["image_size"], batch_size=count,
+                      training=False, seed=cfg["seed"], bad_images=cfg["data"]["bad_images"])
+    return np.concatenate([keras.ops.convert_to_numpy(images) for images, _ in ds])
 
 
 def collect_attention_features(model, split, cfg, num_images):
@@ -183,18 +235,64 @@ def collect_attention_features(model, split, cfg, num_images):
         seed=cfg["seed"],
         bad_images=cfg["data"]["bad_images"],
     )
-    features = [keras.ops.convert_to_numpy(model.attention_features(images)) for images, _ in ds]
+    with naming_bad_images(split.paths, "training images"):
+        features = [keras.ops.convert_to_numpy(model.attention_features(images))
+                    for images, _ in ds]
     return np.concatenate(features)
 
 
-def train(cfg, verbose="auto"):
-    """Runs (or resumes) every enabled stage of `cfg`; returns the test results."""
+def train(cfg, verbose="auto", allow_config_change=False):
+    """Runs (or resumes) every enabled stage of `cfg`; returns the test results.
+
+    The run folder is locked for the whole run (`RunFolder.lock`): a second process
+    on the same folder stops at once with `RunFolderInUse`. A folder trained with
+    another config stops with `RunConfigChanged` before any work unless
+    `allow_config_change` (`accept_run_config`).
+
+    verbose: "auto" (a progress bar on a terminal, one line per epoch when stdout is a
+    file or pipe), 0 (silent), 1 (progress bar) or 2 (one line per epoch); see
+    `sgma_keras.workflow.logs`.
+    """
     keras.utils.set_random_seed(cfg["seed"])
     if cfg["train"]["mixed_precision"]:
         keras.mixed_precision.set_global_policy(cfg["train"]["mixed_precision"])
-    folder = RunFolder(cfg["output_dir"]).create()
-    save_resolved_config(cfg, folder.root)
+    ensure_writable_dir(cfg["output_dir"], "run folder", "choose another with --output-dir")
+    with RunFolder(cfg["output_dir"]) as folder:
+        accept_run_config(folder, cfg, allow_config_change)
+        folder.clean_temporary()
+        return _train_locked(cfg, folder.create(), verbose)
+
+
+def _probe_cache(cfg):
+    """A dataset cache that will be written must be writable, before any work."""
+    source = cfg["data"]["source"]
+    cache = cfg["data"].get(source, {}).get("cache_dir") if source in ("builtin", "tfds") else None
+    if cache:
+        cache = os.path.expanduser(cache)
+        if not os.path.isdir(cache) or not os.listdir(cache):  # it will be written
+            ensure_writable_dir(cache, "dataset cache", f"set data.{source}.cache_dir")
+
+
+def check_split_images(cfg, data):
+    """Every split's images checked before any training (`data.check_images`).
+
+    With `data.bad_images="error"` a bad file in any split (test splits included)
+    stops here, named; with "skip" the count is logged per split and the pipelines
+    drop the files. `train` and `val` are parts of `trainval`.
+    """
+    mode, policy = cfg["data"]["check_images"], cfg["data"]["bad_images"]
+    for name in ("trainval", "test_seen", "test_unseen"):
+        split = data.splits.get(name)
+        if split is not None and len(split):
+            keep = handle_bad_images(split.paths, policy, mode, f"images of split {name!r}")
+            log.info("Split %s: %d of %d images pass the %s check", name, sum(keep),
+                     len(keep), mode)
+
+
+def _train_locked(cfg, folder, verbose):
+    _probe_cache(cfg)
     data = load_data(cfg)
+    check_split_images(cfg, data)
     proto = protocol(data, cfg["train"], cfg["seed"])
     log.info(
         "Data %s: %d training images of %d classes, %d validation images, %d validation classes",
@@ -206,6 +304,8 @@ def train(cfg, verbose="auto"):
         train_ds, val_ds = make_datasets(cfg, proto, replicas)
         model = build_model(cfg, data, proto.seen_classes)
         model.build((None, cfg["input"]["image_size"], cfg["input"]["image_size"], 3))
+        slots = 2 if train_cfg["optimizer"] != "sgd" else int(train_cfg["momentum"] > 0)
+        check_free_space(folder.root, 4 * checkpoint_bytes(model, slots))
         run = Run(cfg, folder, data, proto, model, train_ds, val_ds, verbose)
         done = folder.completed()
         finished = [s.name for s in STAGES if s.name in done and not s.selects_model]
@@ -227,10 +327,11 @@ def train(cfg, verbose="auto"):
             elif not os.path.exists(folder.best):
                 save_model_atomic(model, folder.best)
             folder.mark_completed(stage.name)
+            folder.remove_backup(stage.name)
             done = folder.completed()
 
     # Test evaluation of the model selected on validation (evaluate.py's full report).
-    best = keras.models.load_model(folder.best)
+    best = keras.models.load_model(folder.best, compile=False)  # no optimizer state to warn about
     log.info("Evaluating %s on the test splits", folder.best)
     results = evaluate_model(best, data, cfg, folder.eval, checkpoint=folder.best)
     store_calibration(best, results["calibration"].get("gamma"), data.seen_classes, folder.best)

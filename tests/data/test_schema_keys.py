@@ -23,7 +23,8 @@ LOADERS = {  # source -> (module, function)
     "tfds": ("sgma_keras.data.tfds_source", "load_tfds"),
 }
 # Data keys the workflow reads, not the loaders (for the images of every split).
-READ_ELSEWHERE = {"data.bad_images": "sgma_keras.workflow (pipelines, predictions)"}
+READ_ELSEWHERE = {"data.bad_images": "sgma_keras.workflow (pipelines, predictions)",
+                  "data.check_images": "sgma_keras.workflow.training (every split up front)"}
 
 
 class Recorder(dict):

@@ -1,0 +1,390 @@
+"""Fault suite (issue 15): two processes, changed configs, kills at stage boundaries,
+divergence, full disk, signals and bad images outside the training split.
+
+Each test reproduces one fault an operator met and checks the outcome the README's
+"Resume" table promises. The end-to-end ones are `slow` (CI runs them under TF).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sgma_keras.config import ConfigError, load_config
+from sgma_keras.workflow.checkpoints import RunFolder, RunFolderInUse
+from tests.test_training import ROOT, run_train_cli, tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("builtin")
+
+
+def cli_args(overrides, *extra):
+    argv = ["--config", "configs/demo.json", *extra]
+    for item in overrides:
+        argv += ["--set", item]
+    return argv
+
+
+# --------------------------------------------------------------------------
+# 1. Two processes on one run folder; 9. run names that are paths
+# --------------------------------------------------------------------------
+
+
+def test_second_lock_on_a_run_folder_is_refused(tmp_path):
+    with RunFolder(str(tmp_path / "run")):
+        with pytest.raises(RunFolderInUse, match=rf"in use by PID {os.getpid()} on host"):
+            RunFolder(str(tmp_path / "run")).lock()
+    RunFolder(str(tmp_path / "run")).lock().unlock()  # released on exit
+
+
+def test_lock_of_a_killed_process_never_blocks(tmp_path):
+    code = ("import sys, time; from sgma_keras.workflow.checkpoints import RunFolder; "
+            f"RunFolder({str(tmp_path / 'run')!r}).lock(); print('locked', flush=True); "
+            "time.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(RunFolderInUse, match=f"PID {holder.pid}"):
+        RunFolder(str(tmp_path / "run")).lock()
+    holder.kill()
+    holder.wait()
+    RunFolder(str(tmp_path / "run")).lock().unlock()
+
+
+@pytest.mark.parametrize("name", ["../../../../etc/sgma", "a/b", "..", "a\\b"])
+def test_run_names_that_are_paths_are_rejected(name):
+    with pytest.raises(ConfigError, match="name: a run name is one folder name"):
+        load_config(None, [f"name={name}"], check_paths=False)
+
+
+@pytest.mark.slow
+def test_second_train_process_exits_at_once(tmp_path, data_dir):
+    overrides = tiny_overrides(tmp_path, data_dir)
+    with RunFolder(str(tmp_path / "run")):
+        second = run_train_cli(cli_args(overrides))
+        output, _ = second.communicate(timeout=300)
+    assert second.returncode == 1, output[-2000:]
+    assert f"in use by PID {os.getpid()} on host" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "run" / "logs" / "warmup.csv").exists()
+
+
+# --------------------------------------------------------------------------
+# 2. A changed config into an existing run; checkpoints of another architecture
+# --------------------------------------------------------------------------
+
+
+def test_changed_config_stops_before_config_json_is_touched(tmp_path):
+    from sgma_keras.workflow.checkpoints import RunConfigChanged, accept_run_config
+
+    folder = RunFolder(str(tmp_path / "run"))
+    cfg = load_config(None, [f"output_dir={tmp_path / 'run'}"], check_paths=False)
+    accept_run_config(folder, cfg)
+    fingerprint = json.loads((tmp_path / "run" / "run.json").read_text())["fingerprint"]
+    assert accept_run_config(folder, cfg) == {}  # the same config: accepted
+    # Where the run lives and how often it backs up do not change results.
+    moved = load_config(None, [f"output_dir={tmp_path / 'run'}", "train.backup_every_steps=7",
+                               "train.tensorboard=false"], check_paths=False)
+    assert accept_run_config(folder, moved) == {}
+    before = (tmp_path / "run" / "config.json").read_text()
+
+    changed = load_config(None, [f"output_dir={tmp_path / 'run'}",
+                                 "train.learning_rate=0.5", "train.joint.epochs=3"],
+                          check_paths=False)
+    with pytest.raises(RunConfigChanged) as caught:
+        accept_run_config(folder, changed)
+    message = str(caught.value)
+    assert "train.learning_rate" in message and "train.joint.epochs" in message
+    assert "--output-dir" in message and "--allow-config-change" in message
+    assert (tmp_path / "run" / "config.json").read_text() == before
+
+    accept_run_config(folder, changed, allow_change=True)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["fingerprint"] != fingerprint
+    assert set(record["changes"][0]["keys"]) == {"train.learning_rate", "train.joint.epochs"}
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["learning_rate"] == 0.5
+
+    other = load_config(None, [f"output_dir={tmp_path / 'run'}", "model.num_parts=3"],
+                        check_paths=False)
+    with pytest.raises(RunConfigChanged, match="model.num_parts cannot change within a run"):
+        accept_run_config(folder, other, allow_change=True)
+
+
+def test_architecture_keys_are_model_args():
+    from sgma_keras.workflow.build import MODEL_ARGS
+    from sgma_keras.workflow.checkpoints import ARCHITECTURE_KEYS
+
+    for key, arg in ARCHITECTURE_KEYS.items():
+        assert MODEL_ARGS.get(key) == arg, key
+
+
+def test_checkpoint_of_another_architecture_is_refused():
+    from sgma_keras.workflow.checkpoints import (
+        CheckpointError,
+        check_checkpoint_matches,
+        model_description,
+    )
+    from tests import helpers
+
+    model = helpers.tiny_sgma(num_parts=3, tiny_width=16)
+    cfg = load_config(None, [f"input.image_size={helpers.IMAGE_SIZE}",
+                             f"input.local_size={helpers.LOCAL_SIZE}", "model.backbone=tiny", "model.weights=null",
+                             "model.num_parts=2", "model.tiny_width=32",
+                             "model.attention_reduction=4", "model.cnet_hidden=8",
+                             "model.center.latent_dim=8"], check_paths=False)
+    with pytest.raises(CheckpointError) as caught:
+        check_checkpoint_matches(model_description(model), cfg, None, "ckpt.keras")
+    message = str(caught.value)
+    assert "model.num_parts=3" in message and "model.num_parts=2" in message
+    assert "model.tiny_width=16" in message
+    check_checkpoint_matches(model_description(helpers.tiny_sgma()), load_config(
+        None, [f"input.image_size={helpers.IMAGE_SIZE}", f"input.local_size={helpers.LOCAL_SIZE}",
+               "model.backbone=tiny", "model.weights=null", f"model.tiny_width={helpers.TINY_WIDTH}",
+               "model.attention_reduction=4", "model.cnet_hidden=8",
+               "model.center.latent_dim=8"], check_paths=False))
+
+
+# --------------------------------------------------------------------------
+# 3./4. Backups at every epoch end; a kill at a stage boundary
+# --------------------------------------------------------------------------
+
+
+class _Killed(BaseException):
+    """Stands for a kill at one exact point (deterministic, in-process)."""
+
+
+def csv_epochs(path):
+    rows = path.read_text().splitlines()
+    assert rows[0].startswith("epoch,")
+    return [int(row.split(",")[0]) for row in rows[1:]]
+
+
+def warmup_only(tmp_path, data_dir, **extra):
+    return load_config(os.path.join(ROOT, "configs/demo.json"), tiny_overrides(
+        tmp_path, data_dir, **{"train.init.enabled": False, "train.joint.enabled": False,
+                               "train.warmup.epochs": 2, "train.backup_every_steps": 1000,
+                               **extra}))
+
+
+@pytest.mark.slow
+def test_kill_after_a_stage_last_epoch_keeps_the_stage(tmp_path, data_dir, monkeypatch):
+    from sgma_keras.workflow import training
+
+    cfg = warmup_only(tmp_path, data_dir)
+    run = tmp_path / "run"
+
+    def killed(model, path):
+        raise _Killed(path)
+
+    # Killed after the last warm-up epoch, before warmup.weights.h5 and state.json.
+    monkeypatch.setattr(training, "save_weights_atomic", killed)
+    with pytest.raises(_Killed):
+        training.train(cfg, verbose=0)
+    monkeypatch.undo()
+    assert not (run / "state.json").exists()
+    metadata = json.loads((run / "backup" / "warmup" / "training_metadata.json").read_text())
+    assert metadata["epoch"] == 2  # saved at the epoch end despite backup_every_steps=1000
+    assert csv_epochs(run / "logs" / "warmup.csv") == [0, 1]
+    orphan = run / "checkpoints" / ".tmp-0123abcd-warmup.weights.h5"
+    orphan.write_bytes(b"half a file")
+
+    training.train(cfg, verbose=0)
+    assert csv_epochs(run / "logs" / "warmup.csv") == [0, 1]  # nothing replayed
+    assert json.loads((run / "state.json").read_text())["completed"][0] == "warmup"
+    assert (run / "checkpoints" / "warmup.weights.h5").exists()
+    assert not (run / "backup" / "warmup").exists()  # removed once the stage is recorded
+    assert not orphan.exists()
+
+
+@pytest.mark.slow
+def test_kill_after_two_finished_epochs_resumes_at_the_third(tmp_path, data_dir):
+    overrides = tiny_overrides(tmp_path, data_dir, **{
+        "train.init.enabled": False, "train.joint.enabled": False, "train.warmup.epochs": 4,
+        "train.steps_per_epoch": 3, "train.backup_every_steps": 1000,
+    })
+    log = tmp_path / "run" / "logs" / "warmup.csv"
+    first = run_train_cli(cli_args(overrides))
+    deadline = time.time() + 300
+    while first.poll() is None and time.time() < deadline:
+        if log.exists() and len(log.read_text().splitlines()) >= 3:  # header + 2 epochs
+            break
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    output = first.communicate()[0]
+    done = csv_epochs(log)
+    assert len(done) >= 2, output[-3000:]
+    assert len(done) < 4, "the run finished before the kill"
+    metadata = json.loads((tmp_path / "run" / "backup" / "warmup" /
+                           "training_metadata.json").read_text())
+    # Every finished epoch is backed up (its log row is written just before).
+    assert metadata["epoch"] >= len(done) - 1 >= 1
+    second = run_train_cli(cli_args(overrides))
+    output, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, output[-3000:]
+    assert f"at epoch {metadata['epoch'] + 1}" in output
+    assert csv_epochs(log) == [0, 1, 2, 3]  # no epoch replayed, no duplicate rows
+
+
+# --------------------------------------------------------------------------
+# 5. Divergence
+# --------------------------------------------------------------------------
+
+
+def test_non_finite_boxes_never_reach_a_gather():
+    import numpy as np
+    from keras import ops
+
+    from sgma_keras.layers.part_cropper import PartCropper
+
+    cropper = PartCropper(output_size=8)
+    images = np.random.default_rng(0).random((2, 16, 16, 3)).astype("float32")
+    boxes = np.array([[[np.nan, 0.5, 0.5], [0.5, np.inf, 0.3]],
+                      [[0.5, 0.5, -np.inf], [1e30, -1e30, 1e30]]], dtype="float32")
+    parts = ops.convert_to_numpy(cropper.crop(images, boxes))
+    assert parts.shape == (2, 2, 8, 8, 3)
+    assert not np.isinf(parts).any()
+
+
+@pytest.mark.slow
+def test_joint_divergence_stops_cleanly(tmp_path, data_dir):
+    overrides = tiny_overrides(tmp_path, data_dir, **{
+        "train.warmup.learning_rate": 0.01, "train.learning_rate": 1e12,
+        "train.joint.epochs": 2, "train.steps_per_epoch": 3, "train.backup_every_steps": 1,
+    })
+    process = run_train_cli(cli_args(overrides))
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 1, output[-3000:]
+    assert "Traceback" not in output and "InvalidArgumentError" not in output
+    assert "Stage 'joint': the loss became nan" in output
+    files = output.split("Files kept: ", 1)[1].split(". Lower", 1)[0].split(", ")
+    assert files and all(os.path.exists(path) for path in files), files
+    assert "train.learning_rate" in output and "--allow-config-change" in output
+
+
+# --------------------------------------------------------------------------
+# 6./7. Full disk, unwritable folders; SIGINT and SIGTERM
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_ends_with_one_line_and_keeps_the_backup(tmp_path, data_dir, signum, code):
+    overrides = tiny_overrides(tmp_path, data_dir, **{
+        "train.warmup.epochs": 50, "train.backup_every_steps": 1,
+        "train.init.enabled": False, "train.joint.enabled": False,
+    })
+    metadata = tmp_path / "run" / "backup" / "warmup" / "training_metadata.json"
+    process = run_train_cli(cli_args(overrides))
+    deadline = time.time() + 300
+    while not metadata.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == code, output[-3000:]
+    assert (f"interrupted; state kept in {tmp_path / 'run'}; run the same command to resume"
+            in output)
+    assert "Traceback" not in output
+    json.loads(metadata.read_text())  # the last backup is whole
+    import h5py
+
+    with h5py.File(metadata.parent / "latest.weights.h5", "r"):
+        pass
+    leftovers = [name for _, _, files in os.walk(tmp_path / "run") for name in files
+                 if name.startswith(".tmp-")]
+    assert not leftovers
+
+
+def test_full_disk_stops_before_training(tmp_path, data_dir, monkeypatch, capsys):
+    import collections
+
+    from sgma_keras.workflow import checkpoints, cli
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda path: usage(2**21, 2**21 - 4096, 4096))
+    argv = cli_args(tiny_overrides(tmp_path, data_dir))
+    assert cli.train_main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: The run folder") and "MiB free" in err
+    assert not (tmp_path / "run" / "logs" / "warmup.csv").exists()
+
+
+def test_unwritable_run_folder_is_one_line(tmp_path, data_dir, capsys):
+    from sgma_keras.workflow import cli
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    argv = cli_args(tiny_overrides(tmp_path, data_dir, output_dir=str(blocker / "run")))
+    assert cli.train_main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: The run folder") and "not writable" in err
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_disk_full_during_training_is_one_line(tmp_path, data_dir, monkeypatch, capsys):
+    import errno
+
+    from sgma_keras.workflow import checkpoints, cli
+
+    def full(model, path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    monkeypatch.setattr(checkpoints, "save_weights_atomic", full)  # the first backup
+    argv = cli_args(tiny_overrides(tmp_path, data_dir, **{"train.backup_every_steps": 1}))
+    assert cli.train_main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: '") and "latest.weights.h5': No space left on device" in err
+    assert len(err.splitlines()) == 1
+
+
+# --------------------------------------------------------------------------
+# 8. Bad images outside the training split
+# --------------------------------------------------------------------------
+
+
+def corrupt_middle(path):
+    """Random bytes in the middle of a JPEG: its header and end marker stay valid."""
+    import numpy as np
+
+    data = open(path, "rb").read()
+    third = len(data) // 3
+    noise = np.random.default_rng(0).integers(0, 256, third, dtype=np.uint8).tobytes()
+    with open(path, "wb") as handle:
+        handle.write(data[:third] + noise + data[2 * third:])
+
+
+def test_corrupt_test_unseen_jpeg_found_before_the_first_epoch(tmp_path, capsys):
+    from sgma_keras.workflow import cli
+    from sgma_keras.workflow.build import load_data
+
+    overrides = tiny_overrides(tmp_path, tmp_path / "data", **{"data.check_images": "decode"})
+    data = load_data(load_config(os.path.join(ROOT, "configs/demo.json"), overrides))
+    victim = data.splits["test_unseen"].paths[3]
+    corrupt_middle(victim)
+    assert cli.train_main(cli_args(overrides)) == 1
+    err = capsys.readouterr().err
+    assert "split 'test_unseen'" in err and victim in err and "cannot be decoded" in err
+    assert not (tmp_path / "run" / "logs" / "warmup.csv").exists()
+
+
+def test_decode_error_inside_the_pipeline_names_the_file(tmp_path):
+    from sgma_keras.data.image_check import iterate_naming_bad_images
+    from sgma_keras.data.pipeline import make_dataset
+    from sgma_keras.data.zsl_data import DataError
+    from sgma_keras.workflow.build import load_data
+
+    overrides = tiny_overrides(tmp_path, tmp_path / "data")
+    split = load_data(load_config(os.path.join(ROOT, "configs/demo.json"),
+                                  overrides)).splits["test_unseen"]
+    corrupt_middle(split.paths[1])
+    ds = make_dataset(split, image_size=32, batch_size=4, training=False, check="none")
+    with pytest.raises(DataError, match=rf"1 of {len(split)} test images cannot be decoded"
+                       r"(.|\n)*" + split.paths[1].replace(".", r"\.")):
+        for _ in iterate_naming_bad_images(ds, split.paths, "test images"):
+            pass
