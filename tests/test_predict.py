@@ -146,6 +146,11 @@ def test_prediction_scores_equal_evaluation_scores(run):
     pixels = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in split.paths])
     arrays = predict.Predictor(model).predict(pixels, mode="gzsl")
     np.testing.assert_allclose(arrays.scores, evaluated["scores"], atol=1e-5, rtol=0)
+    import tensorflow as tf  # a tf.data.Dataset of (images, labels) batches works too
+
+    dataset = tf.data.Dataset.from_tensor_slices((pixels, split.labels)).batch(5)
+    batches = predict.Predictor(model).predict(dataset, mode="gzsl")
+    np.testing.assert_allclose(batches.scores, evaluated["scores"], atol=1e-5, rtol=0)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
@@ -287,7 +292,10 @@ def test_rank_modes():
 # epochs. Measured (TensorFlow, seed 0): see LEARNING_MARGIN.
 LEARNING = {"input.image_size": 64, "input.local_size": 32, "train.warmup.epochs": 6,
             "train.joint.epochs": 2}
-LEARNING_MARGIN = 0.15  # asserted: accuracy >= chance + 15 points (measured 43.8% vs 12.5%)
+# Asserted: accuracy >= chance + 15 points. Measured 43.8%, 46.3%, 50.2% (three runs, seed
+# 0, TensorFlow, ~50-90 s on 2 shared cores) against 12.5%: the margin leaves ~16 points
+# for run-to-run spread.
+LEARNING_MARGIN = 0.15
 
 
 @pytest.mark.slow
