@@ -21,7 +21,7 @@ RUN pip install --no-cache-dir -r requirements-base.txt
 COPY pyproject.toml README.md ./
 COPY sgma_keras ./sgma_keras
 COPY configs ./configs
-COPY train.py evaluate.py export.py ./
+COPY train.py evaluate.py export.py predict.py ./
 RUN pip install --no-cache-dir --no-deps . \
     && useradd --uid 1000 --create-home --shell /bin/bash sgma \
     && mkdir -p /app/runs /app/data /home/sgma/.keras /home/sgma/.cache/sgma_keras \

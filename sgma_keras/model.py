@@ -1,5 +1,7 @@
 """The SGMA model: global branch, K attention-guided part branches, two heads."""
 
+import logging
+
 import keras
 import numpy as np
 from keras import ops
@@ -10,6 +12,8 @@ from sgma_keras.backbones import BACKBONES, make_backbone
 from sgma_keras.layers import ClassCenterHead, MultiAttention, PartCropper, SemanticEmbedding
 from sgma_keras.layers.class_center import match_rows
 from sgma_keras.layers.semantic_embedding import as_semantic_matrix
+
+log = logging.getLogger("sgma_keras")
 
 PART_MODES = ("attention", "random", "none")
 LOSS_TERMS = ("loss_cpt", "loss_div", "loss_cls", "loss_cct")
@@ -135,6 +139,14 @@ class SGMA(keras.Model):
             default `semantics[seen_classes]` (set on reload after
             `set_class_semantics`).
         seed: seed of the random boxes.
+        class_names: one name per row of `semantics` (default `class_000`, ...).
+        calibration: the calibrated-stacking constant chosen on validation (subtracted
+            from the scores of the seen classes in calibrated GZSL), or None when
+            none was chosen. Training stores it in `best.keras`.
+        calibration_classes: ids of the classes GZSL counts as seen (the constant is
+            subtracted from their scores; ZSL ranks the others). Default: the
+            training classes. Training stores the dataset's seen classes (training
+            and validation classes), as evaluation counts them.
     """
 
     def __init__(
@@ -181,6 +193,9 @@ class SGMA(keras.Model):
         boxcar_mask_at="input_pixels",
         box_anchor="peak",
         map_losses_reach_backbone=True,
+        class_names=None,
+        calibration=None,
+        calibration_classes=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -288,6 +303,9 @@ class SGMA(keras.Model):
         self.center_head = (
             _layer("ClassCenterHead", args, "class_center") if self.center_enabled else None
         )
+        self.class_names = tuple(check_class_names(class_names, len(semantics), "SGMA"))
+        self.calibration = None if calibration is None else float(calibration)
+        self._calibration_classes = _class_ids(calibration_classes, len(semantics))
         self.loss_trackers = [keras.metrics.Mean(name=name) for name in LOSS_TERMS]
 
     @staticmethod
@@ -517,17 +535,23 @@ class SGMA(keras.Model):
 
     # --- class semantics ---
 
-    def set_class_semantics(self, semantics, seen_rows=None):
+    def set_class_semantics(self, semantics, seen_rows=None, class_names=None):
         """Scores another set of classes without retraining.
 
         Args:
             semantics: (n, dim) semantic vectors of the classes to score (for
-                example all classes, or new unseen classes).
+                example all classes, or new unseen classes), in the form of the
+                training semantics (the dataset's attribute order).
             seen_rows: optional int array (n,): the training-class index
                 (position in `seen_classes`) of each row, or -1. Default: rows
                 equal to a training class's vector are that class.
+            class_names: one name per row. Default: a row equal to a row of the
+                current class set keeps its name, others are `class_<row>`.
         """
         semantics = as_semantic_matrix(semantics, self.embedding.semantic_dim, owner="SGMA")
+        if class_names is None:
+            class_names = _carried_names(self.class_names, match_rows(self.semantics, semantics))
+        class_names = check_class_names(class_names, len(semantics), "SGMA.set_class_semantics")
         seen_semantics = self.seen_semantics
         if seen_rows is None:
             seen_rows = match_rows(seen_semantics, semantics)
@@ -537,6 +561,11 @@ class SGMA(keras.Model):
                 f"SGMA: `seen_rows` must have one entry per class ({len(semantics)}), "
                 f"got shape {seen_rows.shape}."
             )
+        if self.calibration_classes is not None:  # the classes keep their role
+            old = match_rows(self.semantics, semantics)
+            kept = set(self.calibration_classes.tolist())
+            self.calibration_classes = np.asarray(
+                [row for row, o in enumerate(old) if o >= 0 and int(o) in kept], "int64")
         self.embedding.set_semantics(semantics)
         if self.center_head is not None:
             self.center_head.set_semantics(semantics, seen_rows)
@@ -547,7 +576,53 @@ class SGMA(keras.Model):
             if len(positions) == num_seen
             else None
         )
+        self.class_names = tuple(class_names)
         self.reset_compiled_functions()
+
+    def add_classes(self, semantics, class_names):
+        """Adds classes to the ones scored, from their semantic vectors and names.
+
+        The new rows come after the current ones and are never training classes
+        (they are scored as unseen: zero-shot). See `set_class_semantics`.
+        """
+        semantics = as_semantic_matrix(semantics, self.embedding.semantic_dim,
+                                       owner="SGMA.add_classes")
+        class_names = check_class_names(class_names, len(semantics), "SGMA.add_classes")
+        rows = np.concatenate([self.seen_rows(), -np.ones(len(semantics), "int64")])
+        self.set_class_semantics(np.concatenate([self.semantics, semantics]), rows,
+                                 list(self.class_names) + class_names)
+
+    def seen_rows(self):
+        """(num_classes,) int64: each class's training-class index (centre), or -1."""
+        if self.seen_classes is not None:
+            rows = -np.ones(self.num_classes, "int64")
+            rows[self.seen_classes] = np.arange(len(self.seen_classes))
+            return rows
+        return match_rows(self.seen_semantics, self.semantics)
+
+    @property
+    def seen_mask(self):
+        """(num_classes,) bool: the classes the model was trained on."""
+        return self.seen_rows() >= 0
+
+    @property
+    def calibration_classes(self):
+        """int64 ids of the classes GZSL counts as seen, or None (the training classes)."""
+        return self._calibration_classes
+
+    @calibration_classes.setter
+    def calibration_classes(self, ids):
+        self._calibration_classes = _class_ids(ids, self.num_classes)
+
+    @property
+    def gzsl_seen_mask(self):
+        """(num_classes,) bool: the classes GZSL counts as seen (`calibration_classes`,
+        default the training classes): calibration lowers their scores, ZSL skips them."""
+        if self.calibration_classes is None:
+            return self.seen_mask
+        mask = np.zeros(self.num_classes, bool)
+        mask[self.calibration_classes] = True
+        return mask
 
     # --- initialisation (spec stage 2) ---
 
@@ -597,6 +672,14 @@ class SGMA(keras.Model):
 
     @classmethod
     def from_config(cls, config):
+        if "class_names" not in config:
+            log.warning(
+                "This SGMA model was saved before models kept their class names and "
+                "calibration: its %d classes are named class_000, ... and it has no "
+                "calibration constant (calibrated GZSL needs one: pass it, or re-save "
+                "the model with `model.class_names` and `model.calibration` set).",
+                len(config.get("semantics") or []),
+            )
         config = {**cls.LEGACY_ARGS, **config}
         return super().from_config(config)
 
@@ -608,8 +691,67 @@ class SGMA(keras.Model):
             semantics=self.semantics.tolist(),
             seen_classes=None if self.seen_classes is None else self.seen_classes.tolist(),
             seen_semantics=self.seen_semantics.tolist(),
+            class_names=list(self.class_names),
+            calibration=self.calibration,
+            calibration_classes=(None if self.calibration_classes is None
+                                 else self.calibration_classes.tolist()),
         )
         return config
+
+
+def _class_ids(ids, num_classes):
+    if ids is None:
+        return None
+    ids = np.asarray(ids, dtype="int64").reshape(-1)
+    if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
+        raise ValueError(
+            f"SGMA: `calibration_classes` must be class ids in [0, {num_classes}), got "
+            f"{ids.tolist()}."
+        )
+    return ids
+
+
+def _carried_names(old_names, old_rows):
+    """A row equal to an old row keeps its name, others are `class_<row>`; repeats get
+    a `_<row>` suffix, so the names stay distinct."""
+    names, used = [], set()
+    for row, old in enumerate(old_rows):
+        name = old_names[old] if old >= 0 else f"class_{row:03d}"
+        while name in used:
+            name = f"{name}_{row}"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def default_class_names(num_classes):
+    """`class_000`, `class_001`, ...: the names of a model saved without names."""
+    return [f"class_{i:03d}" for i in range(num_classes)]
+
+
+def check_class_names(names, num_classes, owner):
+    """A list of `num_classes` distinct non-empty strings (default names if None)."""
+    if names is None:
+        return default_class_names(num_classes)
+    if isinstance(names, str):
+        raise ValueError(f"{owner}: `class_names` must be a list of names, got a string.")
+    names = [str(n) for n in names]
+    if len(names) != num_classes:
+        raise ValueError(
+            f"{owner}: {len(names)} class names for {num_classes} classes (rows of the "
+            "semantic matrix); expected one name per class."
+        )
+    seen = {}
+    for i, name in enumerate(names):
+        if not name.strip():
+            raise ValueError(f"{owner}: class name {i} is empty; expected a name.")
+        if name in seen:
+            raise ValueError(
+                f"{owner}: class name {name!r} is given twice (rows {seen[name]} and {i}); "
+                "expected distinct names."
+            )
+        seen[name] = i
+    return names
 
 
 def _layer(class_name, args, name):

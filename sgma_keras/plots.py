@@ -16,6 +16,8 @@ Inputs follow the model's outputs:
 Arrays may be NumPy arrays or tensors of any Keras backend.
 """
 
+import textwrap
+
 import numpy as np
 
 from sgma_keras.atomic_io import atomic_write
@@ -67,11 +69,13 @@ def box_to_pixel_rect(box, height, width):
     )
 
 
-def _new_figure(rows, cols, cell_inches=2.2):
+def _new_figure(rows, cols, cell_inches=2.2, extra_width=0.0, extra_height=0.0):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(cols * cell_inches, rows * cell_inches), dpi=100)
+    # Constrained layout makes room for titles, row labels and colour bars.
+    fig = Figure(figsize=(cols * cell_inches + extra_width, rows * cell_inches + extra_height),
+                 dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
@@ -100,6 +104,33 @@ def _save(fig, path):
     atomic_write(path, lambda handle: fig.savefig(handle, format="png"), binary=True)
 
 
+def _wrap(text, width=24):
+    return "\n".join(textwrap.wrap(str(text), width, break_long_words=True)) or str(text)
+
+
+def _name(class_names, c):
+    return class_names[c] if class_names is not None else f"class {c}"
+
+
+def _row_title(i, labels, predictions, class_names, titles):
+    """(title, colour) of row i: the given title, or prediction and truth."""
+    if titles is not None:
+        return _wrap(titles[i], 30), "black"
+    if predictions is None and labels is None:
+        return None, "black"
+    if predictions is None:
+        return _wrap(_name(class_names, int(labels[i]))), "black"
+    pred = int(predictions[i])
+    if labels is None:
+        return "predicted:\n" + _wrap(_name(class_names, pred)), "black"
+    truth = int(labels[i])
+    right = pred == truth
+    verdict = "right" if right else "wrong"
+    title = (f"predicted ({verdict}):\n{_wrap(_name(class_names, pred))}"
+             f"\ntruth:\n{_wrap(_name(class_names, truth))}")
+    return title, ("tab:green" if right else "tab:red")
+
+
 def plot_attention_grid(
     images,
     attention_maps,
@@ -108,21 +139,27 @@ def plot_attention_grid(
     labels=None,
     class_names=None,
     max_images=8,
+    predictions=None,
+    titles=None,
 ):
     """Writes a PNG grid: per image, its part boxes, then each attention map.
 
-    Row i shows image i with every predicted part box drawn (column 0), then
-    for each part k the attention map `M_k` stretched over the image
-    (bilinear) and overlaid, with box k drawn on it.
+    Row i shows image i with every predicted part box drawn (column 0), titled
+    with the predicted class and the true one (green when right, red when
+    wrong), then for each part k the attention map `M_k` stretched over the
+    image (bilinear) and overlaid, with box k drawn on it. A colour bar gives
+    the attention scale. Long class names are wrapped, never cut off.
 
     Args:
         images: `(B, H, W, 3)` images, float in [0, 255] or uint8.
         attention_maps: `(B, h, w, K)` attention maps in [0, 1].
         boxes: `(B, K, 3)` relative `(t_x, t_y, t_s)` squares.
         path: output PNG path (parent folders are created).
-        labels: optional `(B,)` global class ids, shown as row titles.
+        labels: optional `(B,)` true global class ids.
         class_names: optional names indexed by class id.
         max_images: at most this many rows (the first images).
+        predictions: optional `(B,)` predicted global class ids.
+        titles: optional one title per row (instead of prediction and truth).
 
     Example:
 
@@ -135,6 +172,7 @@ def plot_attention_grid(
         "runs/demo/attention.png",
         labels=labels,
         class_names=class_names,
+        predictions=outputs["scores"].argmax(-1),
     )
     ```
     """
@@ -152,10 +190,14 @@ def plot_attention_grid(
     if maps.shape[-1] != boxes.shape[1]:
         raise ValueError(f"{maps.shape[-1]} attention maps but {boxes.shape[1]} boxes.")
     labels = None if labels is None else _to_numpy(labels).reshape(-1)
+    predictions = None if predictions is None else _to_numpy(predictions).reshape(-1)
 
     num_rows = min(images.shape[0], max_images)
     num_parts = boxes.shape[1]
-    fig, axes = _new_figure(num_rows, 1 + num_parts)
+    titled = labels is not None or predictions is not None or titles is not None
+    fig, axes = _new_figure(num_rows, 1 + num_parts, extra_width=0.8,
+                            extra_height=0.9 * num_rows if titled else 0.3)
+    overlay = None
     for i in range(num_rows):
         height, width = images.shape[1:3]
         extent = (0, width, height, 0)  # maps span the whole image
@@ -164,14 +206,13 @@ def plot_attention_grid(
         for k in range(num_parts):
             color = _PART_COLORS[k % len(_PART_COLORS)]
             _draw_box(ax, boxes[i, k], height, width, color, label=str(k))
-        if labels is not None:
-            c = int(labels[i])
-            name = class_names[c] if class_names is not None else f"class {c}"
-            ax.set_title(str(name), fontsize=8)
+        title, colour = _row_title(i, labels, predictions, class_names, titles)
+        if title is not None:
+            ax.set_title(title, fontsize=7, color=colour)
         for k in range(num_parts):
             ax = axes[i, 1 + k]
             ax.imshow(images[i], alpha=0.6)
-            ax.imshow(
+            overlay = ax.imshow(
                 maps[i, :, :, k],
                 cmap="jet",
                 alpha=0.5,
@@ -186,23 +227,28 @@ def plot_attention_grid(
             _draw_box(ax, boxes[i, k], height, width, color)
             if i == 0:
                 ax.set_title(f"attention {k}", fontsize=8)
-    fig.tight_layout()
+    if overlay is not None:
+        bar = fig.colorbar(overlay, ax=axes[:, 1:].ravel().tolist(), shrink=0.8, pad=0.02)
+        bar.set_label("attention", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     _save(fig, path)
 
 
-def plot_part_crops(part_images, path, max_images=8):
+def plot_part_crops(part_images, path, max_images=8, row_labels=None):
     """Writes a PNG grid of the zoomed part images, one row per image.
 
     Args:
         part_images: `(B, K, s, s, 3)` crops, float in [0, 255] or uint8.
         path: output PNG path (parent folders are created).
         max_images: at most this many rows (the first images).
+        row_labels: optional one label per row (e.g. the image's class), written
+            left of the row.
 
     Example:
 
     ```python
     crops = np.random.uniform(0, 255, (2, 2, 224, 224, 3))  # 2 images, K = 2
-    plot_part_crops(crops, "runs/demo/parts.png")
+    plot_part_crops(crops, "runs/demo/parts.png", row_labels=["cat", "dog"])
     ```
     """
     crops = _to_uint8(part_images)
@@ -212,13 +258,22 @@ def plot_part_crops(part_images, path, max_images=8):
         )
     num_rows = min(crops.shape[0], max_images)
     num_parts = crops.shape[1]
-    fig, axes = _new_figure(num_rows, num_parts)
+    fig, axes = _new_figure(num_rows, num_parts, extra_width=1.2 if row_labels else 0.0,
+                            extra_height=0.3)
     for i in range(num_rows):
         for k in range(num_parts):
             axes[i, k].imshow(crops[i, k])
             if i == 0:
                 axes[i, k].set_title(f"part {k}", fontsize=8)
-    fig.tight_layout()
+        if row_labels is not None:
+            ax = axes[i, 0]  # a y label needs the axis on: hide ticks and frame only
+            ax.set_axis_on()
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            ax.set_ylabel(_wrap(row_labels[i], 18), fontsize=7, rotation=0, ha="right",
+                          va="center")
     _save(fig, path)
 
 

@@ -175,13 +175,16 @@ def test_cli_writes_csv_and_pngs(cli_run):
     _, out, results = cli_run
     with open(os.path.join(out, evaluation.PER_CLASS_CSV)) as handle:
         rows = list(csv.reader(handle))
-    assert rows[0] == ["class_id", "class_name", "zsl", "gzsl", "gzsl_calibrated"]
+    assert rows[0] == ["class_id", "class_name", "split", "num_images", "zsl", "gzsl",
+                       "gzsl_calibrated"]
     assert [int(r[0]) for r in rows[1:]] == SEEN + UNSEEN
     by_class = {int(r[0]): r for r in rows[1:]}
-    assert by_class[0][1] == "class 0" and by_class[0][2] == ""  # no ZSL for seen classes
+    assert by_class[0][1] == "class 0" and by_class[0][4] == ""  # no ZSL for seen classes
+    assert [by_class[c][2] for c in SEEN + UNSEEN] == ["seen"] * 4 + ["unseen"] * 2
+    assert [int(by_class[c][3]) for c in SEEN + UNSEEN] == [2] * 4 + [4] * 2  # test images
     for row in rows[1:]:
-        assert all(0.0 <= float(v) <= 1.0 for v in row[2:] if v)
-    zsl = np.mean([float(by_class[c][2]) for c in UNSEEN])
+        assert all(0.0 <= float(v) <= 1.0 for v in row[4:] if v)
+    zsl = np.mean([float(by_class[c][4]) for c in UNSEEN])
     assert zsl == pytest.approx(results["zsl_top1"], abs=1e-5)
     for name in [evaluation.CURVE_PNG, evaluation.ATTENTION_PNG, evaluation.PARTS_PNG]:
         with open(os.path.join(out, name), "rb") as handle:

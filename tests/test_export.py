@@ -147,8 +147,10 @@ def test_class_names_and_semantics_travel_with_the_export(exported):
     with open(os.path.join(extra, export.EXPORT_JSON)) as handle:
         info = json.load(handle)
     assert info["num_classes"] == NUM_CLASSES and info["image_size"] == IMAGE_SIZE
-    assert info["inputs"]["images"] == {"dtype": "uint8", "shape": [None, IMAGE_SIZE, IMAGE_SIZE, 3],
-                                        "description": "RGB pixels in [0, 255]"}
+    assert info["inputs"]["images"]["dtype"] == "uint8"
+    assert info["inputs"]["images"]["shape"] == [None, None, None, 3]  # any size: resized
+    assert info["calibration"] is None and "no calibration" in info["calibration_note"]
+    assert not out["has_calibration"] and out["calibration"] == 0.0
     assert info["class_names"] == [f"bird {c}" for c in range(NUM_CLASSES)]
     assert info["seen_classes"] == [0, 1, 2]
     assert info["source_backend"] == keras.backend.backend()
@@ -163,9 +165,9 @@ def test_saved_model_cli_lists_the_signature(exported):
     text = exported["cli"]
     assert "signature_def['serving_default']" in text
     assert "signature_def['class_info']" in text
-    for needed in ["inputs['images']", "dtype: DT_UINT8", f"shape: (-1, {IMAGE_SIZE}, {IMAGE_SIZE}, 3)",
-                   "outputs['scores']", "outputs['predicted_class']", "outputs['boxes']",
-                   "dtype: DT_INT64"]:
+    for needed in ["inputs['images']", "dtype: DT_UINT8", "shape: (-1, -1, -1, 3)",
+                   "outputs['scores']", "outputs['calibrated_scores']",
+                   "outputs['predicted_class']", "outputs['boxes']", "dtype: DT_INT64"]:
         assert needed in text, needed
 
 
@@ -244,3 +246,30 @@ def test_cli_needs_config_or_checkpoint_and_output(capsys):
     with pytest.raises(SystemExit):
         cli.export_main(["--checkpoint", "x.keras"])
     assert "--config" in capsys.readouterr().err
+
+
+def test_saved_model_resizes_other_sizes_and_applies_the_calibration(exported, tmp_path):
+    """Images of another size are resized in the graph as evaluation resizes them; the
+    default signature's predicted_class is the calibrated GZSL argmax."""
+    import tensorflow as tf
+
+    from sgma_keras.data.pipeline import resize_image
+
+    model = keras.saving.load_model(exported["checkpoint"])
+    model.calibration = 0.25
+    model.calibration_classes = [0, 1, 2]
+    path = export.export_model(model, str(tmp_path / "calibrated"))
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    rng = np.random.default_rng(3)
+    for shape in [(2, 45, 50, 3), (1, 3 * IMAGE_SIZE, 3 * IMAGE_SIZE, 3)]:  # up, down (antialias)
+        images = rng.integers(0, 256, shape, dtype=np.uint8)
+        out = serve(images=tf.constant(images))
+        resized = resize_image(tf.constant(images), IMAGE_SIZE).numpy()
+        ref = keras.ops.convert_to_numpy(model.predict_on_batch(resized)["scores"])
+        np.testing.assert_allclose(out["scores"].numpy(), ref, atol=1e-4, rtol=0)
+        calibrated = ref - 0.25 * np.array([1, 1, 1, 0, 0, 0])
+        np.testing.assert_allclose(out["calibrated_scores"].numpy(), calibrated, atol=1e-4)
+        np.testing.assert_array_equal(out["predicted_class"].numpy(), calibrated.argmax(-1))
+    with open(os.path.join(path, "assets.extra", export.EXPORT_JSON)) as handle:
+        info = json.load(handle)
+    assert info["calibration"] == 0.25 and info["gzsl_seen_classes"] == [0, 1, 2]

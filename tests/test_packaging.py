@@ -84,7 +84,7 @@ def test_console_commands_are_the_cli_mains():
     from sgma_keras.workflow import cli
 
     scripts = _pyproject()["project"]["scripts"]
-    assert set(scripts) >= {"sgma-train", "sgma-evaluate", "sgma-export"}
+    assert set(scripts) >= {"sgma-train", "sgma-evaluate", "sgma-export", "sgma-predict"}
     for command, target in scripts.items():
         module, _, function = target.partition(":")
         assert module == "sgma_keras.workflow.cli", command
@@ -153,7 +153,7 @@ def test_pip_install_into_a_fresh_venv_then_console_commands(tmp_path):
 
     where = run("python", "-c", "import sgma_keras; print(sgma_keras.__file__)")
     assert where.stdout.startswith(str(venv)), where.stdout + where.stderr
-    for command in ["sgma-train", "sgma-evaluate", "sgma-export"]:
+    for command in ["sgma-train", "sgma-evaluate", "sgma-export", "sgma-predict"]:
         helped = run(command, "--help")
         assert helped.returncode == 0, helped.stderr
         assert helped.stdout.startswith(f"usage: {command}"), helped.stdout

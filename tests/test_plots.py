@@ -57,8 +57,9 @@ def test_plot_attention_grid(tmp_path):
     plots.plot_attention_grid(
         images, maps, boxes, path, labels=[0, 2, 1], class_names=["a", "b", "c"]
     )
-    # 3 rows x (1 + 2 parts) columns of 2.2 in at 100 dpi.
-    assert _png_size(path) == (660, 660)
+    # 3 rows x (1 + 2 parts) columns of 2.2 in at 100 dpi, plus room for the colour bar
+    # (0.8 in) and the two-line titles (0.9 in a row).
+    assert _png_size(path) == (740, 930)
     assert path.stat().st_size > 20_000  # real content, not a blank canvas
 
     # max_images caps the rows; backend tensors are accepted.
@@ -70,7 +71,13 @@ def test_plot_attention_grid(tmp_path):
         path2,
         max_images=1,
     )
-    assert _png_size(path2) == (660, 220)
+    assert _png_size(path2) == (740, 250)
+
+    # Prediction and truth in the titles, wrapped: long names are not cut off.
+    path3 = tmp_path / "attention3.png"
+    plots.plot_attention_grid(images, maps, boxes, path3, labels=[0, 2, 1],
+                              class_names=["a" * 60, "b", "c"], predictions=[0, 1, 1])
+    assert _png_size(path3) == (740, 930)
 
 
 def test_plot_attention_grid_uint8_and_float_render_the_same(tmp_path):
@@ -108,7 +115,9 @@ def test_plot_part_crops(tmp_path):
     crops = rng.uniform(0, 255, (4, 2, 32, 32, 3))
     path = tmp_path / "parts.png"
     plots.plot_part_crops(crops, path, max_images=2)
-    assert _png_size(path) == (440, 440)  # 2 rows x 2 parts
+    assert _png_size(path) == (440, 470)  # 2 rows x 2 parts, and the part titles
     assert path.stat().st_size > 10_000
+    plots.plot_part_crops(crops, path, max_images=2, row_labels=["unseen: cat", "seen: dog"])
+    assert _png_size(path) == (560, 470)  # room for the row labels
     with pytest.raises(ValueError, match="part_images"):
         plots.plot_part_crops(crops[0], tmp_path / "bad.png")

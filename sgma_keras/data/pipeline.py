@@ -3,9 +3,9 @@
 Used on every Keras backend (Keras converts tf.data batches for JAX and PyTorch), so the
 map functions use TensorFlow ops only, never `keras.ops`.
 
-Per element: read the file, decode (JPEG/PNG/GIF/BMP, 3 channels), then either resize to
-the square input (evaluation) or, when training, a random resized crop, horizontal flip
-and colour jitter. Outputs float32 images in [0, 255] of shape (B, S, S, 3) and int32
+Per element: read the file, decode (JPEG/PNG/GIF/BMP, 3 channels; JPEGs exactly as PIL
+does), then either resize to the square input (evaluation) or, when training, a random
+resized crop, horizontal flip and colour jitter. Outputs float32 images in [0, 255] of shape (B, S, S, 3) and int32
 labels (B,). Model-specific preprocessing (e.g. VGG mean subtraction) belongs to the
 model.
 
@@ -63,19 +63,40 @@ def resolve_augment(augment):
     return {**DEFAULT_AUGMENT, **augment}
 
 
-def _decode(path):
-    image = tf.io.decode_image(
-        tf.io.read_file(path), channels=3, expand_animations=False
+def decode_image_bytes(contents):
+    """Encoded image bytes -> uint8 RGB (H, W, 3), JPEGs exactly as PIL decodes them.
+
+    TensorFlow's default JPEG decoder (the fast integer DCT) differs from PIL's
+    `Image.open(...).convert("RGB")` by a few grey levels per pixel;
+    `dct_method="INTEGER_ACCURATE"` is bit-identical to it (tests/test_predict.py),
+    so a model scores the same pixels as PIL-based code does. Other formats go
+    through `tf.io.decode_image` (PNG, GIF, BMP are lossless: no such choice).
+    """
+    image = tf.cond(
+        tf.io.is_jpeg(contents),
+        lambda: tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(contents, channels=3, expand_animations=False),
     )
     image.set_shape([None, None, 3])
     return image
 
 
+def _decode(path):
+    return decode_image_bytes(tf.io.read_file(path))
+
+
+def resize_image(image, size):
+    """The evaluation resize (see `_resize`) of an image (H, W, 3) or a batch
+    (B, H, W, 3) -> float32 (..., size, size, 3). The SavedModel and the predict
+    API resize with it, so they score the same pixels as evaluation."""
+    return _resize(image, size)
+
+
 def _resize(image, size):
     """Resize to (size, size) float32. Antialiased only when shrinking by more than
     1.5x (where plain bilinear sampling would alias); it is several times slower."""
-    shape = tf.shape(image)
-    shrink = tf.cast(tf.reduce_max(shape[:2]), tf.float32) > 1.5 * size
+    shape = tf.shape(image)[-3:-1]  # (H, W) of an image or a batch
+    shrink = tf.cast(tf.reduce_max(shape), tf.float32) > 1.5 * size
     return tf.cond(
         shrink,
         lambda: tf.image.resize(image, [size, size], antialias=True),

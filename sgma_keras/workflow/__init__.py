@@ -13,9 +13,11 @@ any cycle, imports inside functions included):
                  in TensorBoard
     training     the stages as a table (warm-up, attention init, joint), `train(cfg)`
     export       TensorFlow SavedModel of a checkpoint
-    cli          the argument parsers and `main`s of train.py, evaluate.py, export.py
-                 (the console commands sgma-train, sgma-evaluate, sgma-export); imports
-                 no framework until a config is valid
+    predict      a trained model (.keras or SavedModel) on image files, arrays or tf.data:
+                 top-k class names, boxes, maps; new classes from their descriptions
+    cli          the argument parsers and `main`s of train.py, evaluate.py, export.py,
+                 predict.py (the console commands sgma-train, sgma-evaluate, sgma-export,
+                 sgma-predict); imports no framework until a config is valid
 
 The model, its layers and losses (`sgma_keras.model`, `layers/`, `losses`) and the data
 (`sgma_keras.data`) sit below this package and never import it.

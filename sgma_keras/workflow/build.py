@@ -62,6 +62,9 @@ DATA_ARGS = {
     "semantics": "the dataset's class semantic matrix",
     "seen_classes": "the training classes of the run's protocol",
     "seen_semantics": "set only when a saved model whose classes were swapped is reloaded",
+    "class_names": "the dataset's class names (saved with the model)",
+    "calibration": "chosen on the validation split after training, stored in best.keras",
+    "calibration_classes": "the dataset's seen classes, stored with the calibration",
 }
 
 
@@ -80,7 +83,9 @@ def model_kwargs(cfg):
 
 def build_model(cfg, data, seen_classes):
     """The SGMA model of `cfg` for `data`, trained on `seen_classes`."""
-    return SGMA(semantics=data.semantics, seen_classes=seen_classes, **model_kwargs(cfg))
+    names = getattr(data, "class_names", None)
+    return SGMA(semantics=data.semantics, seen_classes=seen_classes,
+                class_names=None if names is None else list(names), **model_kwargs(cfg))
 
 
 def make_optimizer(train_cfg, learning_rate=None):

@@ -1,4 +1,4 @@
-"""The command lines of `train.py`, `evaluate.py`, `export.py` and
+"""The command lines of `train.py`, `evaluate.py`, `export.py`, `predict.py` and
 `python -m sgma_keras.config`: one way to parse arguments, load the config and report
 errors.
 
@@ -333,9 +333,76 @@ def export_main(argv=None):
                                         args.overwrite)
     except UserError as error:
         return _fail(error)
-    size = int(description["image_size"])
     print(f"SavedModel written to {path} (signature {export.SIGNATURE!r}: uint8 images "
-          f"[None, {size}, {size}, 3] -> scores, predicted_class, predicted_name, boxes).")
+          "[None, H, W, 3] -> scores, calibrated_scores, predicted_class (calibrated GZSL), "
+          "predicted_name, boxes).")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# predict.py
+# --------------------------------------------------------------------------
+
+
+def predict_parser():
+    started = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    parser = argparse.ArgumentParser(
+        prog=started if started.startswith("sgma-") else "predict.py",
+        description="Name the classes of images with a trained SGMA model (.keras file on "
+                    "any backend, or an exported SavedModel folder with TensorFlow): a CSV "
+                    "of the top-k classes, their scores and the part boxes per image.")
+    parser.add_argument("images", nargs="+", help="image files or folders (searched "
+                        "recursively for .jpg/.jpeg/.png/.gif/.bmp).")
+    parser.add_argument("--model", required=True, help="SGMA .keras file (e.g. "
+                        "<output_dir>/checkpoints/best.keras) or SavedModel folder.")
+    parser.add_argument("--output", default="predictions.csv", help="CSV to write "
+                        "(default: predictions.csv).")
+    parser.add_argument("--classes", help="CSV or JSON of new classes: a name and the "
+                        "attribute vector (the dataset's attribute order) per class; they "
+                        "are scored too (zero-shot).")
+    parser.add_argument("--replace-classes", action="store_true", help="score only the "
+                        "classes of --classes (rows equal to a training class's vector are "
+                        "that class).")
+    parser.add_argument("--mode", choices=["zsl", "gzsl", "gzsl-calibrated"],
+                        help="zsl: among the classes not trained on; gzsl: among all; "
+                             "gzsl-calibrated (default when the model has a calibration "
+                             "constant): all, with the constant chosen on validation.")
+    parser.add_argument("--calibration", type=float, help="calibration constant to use "
+                        "instead of the model's.")
+    parser.add_argument("--top-k", type=int, default=5, help="classes per image (default 5).")
+    parser.add_argument("--figures", help="folder for one figure per image: attention maps "
+                        "and part boxes, titled with the prediction.")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--verbose", action="store_true",
+                        help="keep the frameworks' start-up and info lines, silenced by "
+                             "default.")
+    return parser
+
+
+@_guarded
+def predict_main(argv=None):
+    args = predict_parser().parse_args(argv)
+    if args.top_k < 1 or args.batch_size < 1:
+        print(ConfigError("--top-k and --batch-size must be >= 1"), file=sys.stderr)
+        return 2
+
+    with _quiet_start(args.verbose):
+        from sgma_keras.workflow.predict import run_predict
+
+    _setup_logging(args.verbose)
+    try:
+        result = run_predict(args.model, args.images, args.output, args.classes,
+                             args.replace_classes, args.mode, args.top_k, args.figures,
+                             args.batch_size, args.calibration)
+    except UserError as error:
+        return _fail(error)
+    for i in range(min(len(result), 20)):
+        top = ", ".join(f"{n} ({s:.3g})" for n, s in zip(result.names[i][:3],
+                                                         result.top_scores[i][:3]))
+        print(f"{result.files[i]}: {top}")
+    if len(result) > 20:
+        print(f"... {len(result) - 20} more")
+    print(f"Predictions ({result.mode}) of {len(result)} images: {args.output}")
     return 0
 
 
@@ -366,7 +433,7 @@ def config_main(argv=None):
 # The console commands of pyproject.toml's [project.scripts] point at these mains; a new
 # command (e.g. predict) is one main here, one row here and one line there.
 COMMANDS = {"train": train_main, "evaluate": evaluate_main, "export": export_main,
-            "config": config_main}
+            "config": config_main, "predict": predict_main}
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ loads the config, the dataset and the checkpoint, checks that they belong
 together, and writes into the results folder (default `<output_dir>/eval`):
 
     results.json               every number below, written atomically
-    per_class_accuracy.csv     per test class: ZSL, GZSL and calibrated GZSL accuracy
+    per_class_accuracy.csv     per test class: seen/unseen, test images, ZSL, GZSL and
+                               calibrated GZSL accuracy
     seen_unseen_curve.png      the GZSL seen-unseen curve of the test scores (AUSUC)
     attention_maps.png         `eval.visualize_images` test images, maps and part boxes
     part_crops.png             their zoomed part images
@@ -171,20 +172,25 @@ def keras_metrics_evaluate(model, data, cfg, calibration=0.0):
     return {k: float(logs[k]) for k in keys}
 
 
-def _draw_figures(model, kept, labels, data, output_dir, count):
+def _draw_figures(model, kept, labels, data, output_dir, count, predictions=None):
     files, skipped = {}, {}
     if kept["images"] is None or count == 0:
         return files, {"figures": "eval.visualize_images is 0"}
     if kept["attention_maps"] is not None and kept["boxes"] is not None:
         plot_attention_grid(kept["images"], kept["attention_maps"], kept["boxes"],
                             os.path.join(output_dir, ATTENTION_PNG), labels=labels,
-                            class_names=data.class_names, max_images=count)
+                            class_names=data.class_names, max_images=count,
+                            predictions=predictions)
         files["attention_png"] = ATTENTION_PNG
     else:
         skipped["attention_png"] = f"model.part_mode={model.part_mode!r} has no attention maps"
     if model.cropper is not None and kept["boxes"] is not None:
         parts = model.cropper.crop(kept["images"], kept["boxes"])
-        plot_part_crops(to_numpy(parts), os.path.join(output_dir, PARTS_PNG), max_images=count)
+        seen = set(np.asarray(data.seen_classes).tolist())
+        rows = [f"{'seen' if int(c) in seen else 'unseen'}: {data.class_names[int(c)]}"
+                for c in labels]
+        plot_part_crops(to_numpy(parts), os.path.join(output_dir, PARTS_PNG), max_images=count,
+                        row_labels=rows)
         files["parts_png"] = PARTS_PNG
     else:
         skipped["parts_png"] = f"model.part_mode={model.part_mode!r} crops no parts"
@@ -287,7 +293,9 @@ def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=No
     files = {"results_json": RESULTS_FILE, "per_class_csv": PER_CLASS_CSV, "curve_png": CURVE_PNG}
 
     # 5. Per-class CSV, part localisation, figures.
-    write_per_class_csv(os.path.join(output_dir, PER_CLASS_CSV), data.class_names, per_class)
+    classes, counts = np.unique(labels, return_counts=True)
+    write_per_class_csv(os.path.join(output_dir, PER_CLASS_CSV), data.class_names, per_class,
+                        seen_classes=data.seen_classes, image_counts=dict(zip(classes, counts)))
     results["part_localisation"] = _part_localisation(data, [seen, unseen])
     kept = {
         k: (None if unseen["kept"][k] is None and seen["kept"][k] is None else np.concatenate(
@@ -295,7 +303,12 @@ def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=No
         for k in ("images", "attention_maps", "boxes")
     }
     shown = np.concatenate([unseen["labels"][keep_unseen], seen["labels"][keep_seen]])
-    figure_files, skipped = _draw_figures(model, kept, shown, data, output_dir, count)
+    # The figures show the GZSL prediction (calibrated when a constant was chosen).
+    shown_scores = np.concatenate([unseen["scores"][keep_unseen], seen["scores"][keep_seen]])
+    seen_mask = np.isin(np.arange(shown_scores.shape[1]), data.seen_classes)
+    shown_pred = np.argmax(shown_scores - (gamma or 0.0) * seen_mask, axis=1)
+    figure_files, skipped = _draw_figures(model, kept, shown, data, output_dir, count,
+                                          shown_pred)
     files.update(figure_files)
     results["files"] = files
     if skipped:
@@ -347,7 +360,8 @@ def run_evaluation(cfg, checkpoint=None, output_dir=None, calibration=None, kera
     return evaluate_model(model, data, cfg, output_dir, checkpoint, calibration, keras_metrics)
 
 
-def write_per_class_csv(path, class_names, accs_by_setting):
+def write_per_class_csv(path, class_names, accs_by_setting, seen_classes=None,
+                        image_counts=None):
     """Writes per-class accuracies, one row per class, one column per setting.
 
     Args:
@@ -357,6 +371,10 @@ def write_per_class_csv(path, class_names, accs_by_setting):
             `{"zsl": zsl_accuracy(...)[1], "gzsl": gzsl_accuracy(...,
             per_class=True)["per_class"]}`. Classes missing from a setting
             get an empty cell.
+        seen_classes: optional training-class ids: adds a `split` column
+            (`seen` / `unseen`) after the name.
+        image_counts: optional `{class id: number of test images}`: adds a
+            `num_images` column.
 
     Example:
 
@@ -371,7 +389,11 @@ def write_per_class_csv(path, class_names, accs_by_setting):
     ids = sorted({int(c) for accs in accs_by_setting.values() for c in accs})
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["class_id", "class_name", *settings])
+    extra = (["split"] if seen_classes is not None else []) + (
+        ["num_images"] if image_counts is not None else [])
+    seen_set = set() if seen_classes is None else {int(c) for c in seen_classes}
+    counts = {} if image_counts is None else {int(k): int(v) for k, v in image_counts.items()}
+    writer.writerow(["class_id", "class_name", *extra, *settings])
     # Keys may be ints or strings (e.g. a per-class dict read back from JSON).
     by_setting = [
         {int(k): float(v) for k, v in accs_by_setting[setting].items()}
@@ -380,6 +402,8 @@ def write_per_class_csv(path, class_names, accs_by_setting):
     for c in ids:
         name = class_names[c] if class_names is not None else str(c)
         cells = ["" if c not in accs else f"{accs[c]:.6f}" for accs in by_setting]
-        writer.writerow([c, name, *cells])
+        info = (["seen" if c in seen_set else "unseen"] if seen_classes is not None else []) + (
+            [counts.get(c, 0)] if image_counts is not None else [])
+        writer.writerow([c, name, *info, *cells])
     text = buffer.getvalue()
     write_text_atomic(path, text)

@@ -11,15 +11,25 @@
 
 Signatures (`tf.saved_model.load(DIR).signatures[...]`, or TF-Serving):
 
-- `serving_default` (also `serve`): input `images`, uint8 `[None, S, S, 3]`
-  RGB in [0, 255] (any batch size, S = the model's image size); outputs
-  `scores` float32 `[None, num_classes]` (fused scores over all classes,
-  higher = more likely), `predicted_class` int64 `[None]` (the argmax over all
-  classes: generalized zero-shot prediction), `predicted_name` string `[None]`
-  and `boxes` float32 `[None, K, 3]` (part squares `(t_x, t_y, t_s)`, centre and
-  side relative to the image; K = 0 for `part_mode="none"`).
+- `serving_default` (also `serve`): input `images`, uint8 `[None, H, W, 3]`
+  RGB in [0, 255], any batch size and any image size H x W (one size per batch):
+  the graph resizes them to the model's S x S exactly as evaluation does
+  (`sgma_keras.data.pipeline.resize_image`); outputs
+  `scores` float32 `[None, num_classes]` (raw fused scores over all classes,
+  higher = more likely), `calibrated_scores` (the same with the calibration
+  constant subtracted from the seen classes' scores), `predicted_class` int64
+  `[None]` (the argmax of `calibrated_scores`: the calibrated generalized zero-shot
+  prediction, evaluation's `gzsl_cal_*` rule), `predicted_name` string `[None]`,
+  `boxes` float32 `[None, K, 3]` (part squares `(t_x, t_y, t_s)`, centre and side
+  relative to the image; K = 0 for `part_mode="none"`) and, with attention,
+  `attention_maps` float32 `[None, h, w, K]`.
 - `class_info`: no inputs; `class_names` string `[N]`, `semantics` float32
-  `[N, dim]`, `is_seen` bool `[N]` (classes the model was trained on).
+  `[N, dim]`, `is_seen` bool `[N]` (classes the model was trained on),
+  `gzsl_seen` bool `[N]` (the classes GZSL counts as seen: the dataset's training
+  and validation classes; calibration lowers their scores), `calibration` float32
+  `[]` (the constant chosen on validation, 0 when the model has none) and
+  `has_calibration` bool `[]`. `sgma_export.json` records it too
+  (`calibration`: null when none).
 
 The class set can be changed before export without retraining (`--semantics`
 and `--class-names`): the model then scores the new classes, as
@@ -44,8 +54,8 @@ import uuid
 import keras
 import numpy as np
 
+from sgma_keras.data.pipeline import resize_image
 from sgma_keras.errors import UserError
-from sgma_keras.layers.class_center import match_rows
 from sgma_keras.workflow.checkpoints import (
     check_checkpoint_matches,
     describe_checkpoint,
@@ -155,13 +165,7 @@ def check_output(output, overwrite):
 
 def _is_seen(model):
     """(num_classes,) bool: rows of the model's semantics that are training classes."""
-    semantics = np.asarray(model.semantics)
-    if model.center_head is not None:
-        return match_rows(model.center_head.seen_semantics, semantics) >= 0
-    mask = np.zeros(len(semantics), bool)
-    if model.seen_classes is not None:
-        mask[np.asarray(model.seen_classes)] = True
-    return mask
+    return np.asarray(model.seen_mask, bool)
 
 
 def _write_saved_model(model, path, class_names, metadata):
@@ -175,30 +179,43 @@ def _write_saved_model(model, path, class_names, metadata):
     semantics = tf.constant(np.asarray(model.semantics, dtype="float32"))
     is_seen = tf.constant(_is_seen(model))
     num_parts = model.num_parts if model.part_mode != "none" else 0
+    calibration = model.calibration
+    gamma = tf.constant(0.0 if calibration is None else float(calibration), tf.float32)
+    calibrated_mask = np.asarray(model.gzsl_seen_mask, bool)
+    seen_offset = gamma * tf.constant(calibrated_mask, tf.float32)
 
     def serve(images):
-        outputs = model(tf.cast(images, model.compute_dtype), training=False)
+        # Any image size: the evaluation resize, in the graph (identity at S x S).
+        resized = resize_image(images, size)
+        outputs = model(tf.cast(resized, model.compute_dtype), training=False)
         scores = tf.cast(outputs["scores"], tf.float32)
-        predicted = tf.argmax(scores, axis=-1, output_type=tf.int64)
+        calibrated = scores - seen_offset
+        predicted = tf.argmax(calibrated, axis=-1, output_type=tf.int64)
         if "boxes" in outputs:
             boxes = tf.cast(outputs["boxes"], tf.float32)
         else:
             boxes = tf.zeros([tf.shape(images)[0], 0, 3], tf.float32)
-        return {
+        result = {
             "scores": scores,
+            "calibrated_scores": calibrated,
             "predicted_class": predicted,
             "predicted_name": tf.gather(names, predicted),
             "boxes": boxes,
         }
+        if "attention_maps" in outputs:
+            result["attention_maps"] = tf.cast(outputs["attention_maps"], tf.float32)
+        return result
 
     def class_info():
-        return {"class_names": names, "semantics": semantics, "is_seen": is_seen}
+        return {"class_names": names, "semantics": semantics, "is_seen": is_seen,
+                "gzsl_seen": tf.constant(calibrated_mask),
+                "calibration": gamma, "has_calibration": tf.constant(calibration is not None)}
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
         "serve", serve,
-        input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name="images")],
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
     )
     archive.add_endpoint("class_info", class_info, input_signature=[])
     archive.write_out(path, verbose=False)
@@ -212,13 +229,19 @@ def _write_saved_model(model, path, class_names, metadata):
         "format": "sgma_keras SavedModel",
         "format_version": 1,
         "signature": SIGNATURE,
-        "inputs": {"images": {"dtype": "uint8", "shape": [None, size, size, 3],
-                              "description": "RGB pixels in [0, 255]"}},
+        "inputs": {"images": {"dtype": "uint8", "shape": [None, None, None, 3],
+                              "description": "RGB pixels in [0, 255], any size (resized to "
+                                             f"{size} x {size} in the graph, as in "
+                                             "evaluation); one size per batch"}},
         "outputs": {
             "scores": {"dtype": "float32", "shape": [None, int(model.num_classes)],
-                       "description": "fused class scores, higher = more likely"},
+                       "description": "raw fused class scores, higher = more likely"},
+            "calibrated_scores": {"dtype": "float32", "shape": [None, int(model.num_classes)],
+                                  "description": "scores minus `calibration` on the "
+                                                 "gzsl_seen_classes (calibrated stacking)"},
             "predicted_class": {"dtype": "int64", "shape": [None],
-                                "description": "argmax of scores over all classes (row of "
+                                "description": "argmax of calibrated_scores over all "
+                                               "classes: calibrated GZSL (row of "
                                                "class_names)"},
             "predicted_name": {"dtype": "string", "shape": [None]},
             "boxes": {"dtype": "float32", "shape": [None, num_parts, 3],
@@ -226,6 +249,12 @@ def _write_saved_model(model, path, class_names, metadata):
                                      "relative to the image"},
         },
         "class_info_signature": "class_info",
+        "calibration": calibration,
+        "gzsl_seen_classes": np.flatnonzero(calibrated_mask).tolist(),
+        "calibration_note": ("constant chosen on the validation split, subtracted from the "
+                             "scores of gzsl_seen_classes" if calibration is not None else
+                             "the model has no calibration constant: predicted_class is "
+                             "the plain GZSL argmax"),
         "image_size": size,
         "num_classes": int(model.num_classes),
         "semantic_dim": int(np.asarray(model.semantics).shape[1]),
@@ -272,10 +301,6 @@ def _atomic_export(output, write):
 # --------------------------------------------------------------------------
 
 
-def _default_names(n):
-    return [f"class_{i}" for i in range(n)]
-
-
 def _copy_model(model):
     """A separate SGMA with the same config and weights (the caller's stays as it is)."""
     if not model.built:
@@ -290,9 +315,13 @@ def _export_here(model, output, class_names, semantics, seen_rows, metadata, cop
     """In-process export (TensorFlow backend); `copy`: swap the classes on a copy."""
     if semantics is not None:
         model = _copy_model(model) if copy else model
-        model.set_class_semantics(semantics, seen_rows)
+        if class_names is not None and len(class_names) != len(semantics):
+            raise ExportError(
+                f"{len(class_names)} class names for {len(semantics)} new classes."
+            )
+        model.set_class_semantics(semantics, seen_rows, class_names)
     if class_names is None:
-        class_names = _default_names(model.num_classes)
+        class_names = list(model.class_names)
     if len(class_names) != model.num_classes:
         raise ExportError(
             f"{len(class_names)} class names for a model scoring {model.num_classes} classes."
@@ -342,7 +371,7 @@ def export_model(model, output, class_names=None, semantics=None, seen_rows=None
     Args:
         model: the SGMA model.
         output: the SavedModel folder to write (its parent must be writable).
-        class_names: one name per class (default `class_0`, ...).
+        class_names: one name per class (default: the model's `class_names`).
         semantics: optional (n, dim) matrix of a new class set, swapped in on a
             copy of the model (`model` itself is left as it is) before export.
         seen_rows: see `SGMA.set_class_semantics`.
@@ -378,7 +407,7 @@ def export_checkpoint(checkpoint, output, class_names=None, semantics=None, cfg=
         checkpoint: the `.keras` file.
         output: the SavedModel folder to write.
         class_names: names of the classes (of `semantics` if given); default:
-            the dataset's (`data`) or `class_i`.
+            the dataset's (`data`) or the checkpoint's.
         semantics: optional new (n, dim) class semantic matrix.
         cfg, data: the run's config and dataset, checked against the
             checkpoint when given.

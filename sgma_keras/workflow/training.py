@@ -333,7 +333,19 @@ def _train_locked(cfg, folder, verbose):
     # Test evaluation of the model selected on validation (evaluate.py's full report).
     best = keras.models.load_model(folder.best, compile=False)  # no optimizer state to warn about
     log.info("Evaluating %s on the test splits", folder.best)
-    return evaluate_model(best, data, cfg, folder.eval, checkpoint=folder.best)
+    results = evaluate_model(best, data, cfg, folder.eval, checkpoint=folder.best)
+    store_calibration(best, results["calibration"].get("gamma"), data.seen_classes, folder.best)
+    return results
+
+
+def store_calibration(model, gamma, seen_classes, path):
+    """Saves `model` to `path` with the calibration constant chosen on validation and
+    the classes GZSL counts as seen (the dataset's), so that the checkpoint alone gives
+    evaluation's calibrated GZSL prediction (predict.py, the SavedModel)."""
+    model.calibration = None if gamma is None else float(gamma)
+    model.calibration_classes = np.asarray(seen_classes, dtype="int64")
+    save_model_atomic(model, path)
+    log.info("Calibration constant %s (chosen on validation) stored in %s", gamma, path)
 
 
 def main_logging():
