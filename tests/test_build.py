@@ -1,6 +1,6 @@
 """The config -> model mapping: every option of SGMA and its layers is reachable from a key.
 
-`workflow.build.MODEL_ARGS` maps config keys to `SGMA` arguments and `model.LAYER_ARGS`
+`workflow.model_args.MODEL_ARGS` maps config keys to `SGMA` arguments and `model.LAYER_ARGS`
 maps `SGMA` arguments to layer arguments. These tests check the tables against the
 constructors' signatures (nothing missing, nothing stale) and then check each row by
 behaviour: change one key in a config, build the model, and find the new value in the
@@ -17,6 +17,7 @@ from sgma_keras import config as config_lib
 from sgma_keras import model as model_lib
 from sgma_keras.layers.image_preprocessing import ImagePreprocessing
 from sgma_keras.workflow import build
+from sgma_keras.workflow import model_args
 from tests.helpers import IMAGE_SIZE, LOCAL_SIZE, NUM_CLASSES, SEEN, SEMANTIC_DIM, TINY_WIDTH
 
 # Arguments every Keras layer/model takes; they are not SGMA options.
@@ -34,8 +35,8 @@ def _schema_fields():
 
 
 def test_every_sgma_argument_comes_from_a_config_key_or_the_data():
-    from_config = set(build.MODEL_ARGS.values())
-    from_data = set(build.DATA_ARGS)
+    from_config = set(model_args.MODEL_ARGS.values())
+    from_data = set(model_args.DATA_ARGS)
     assert not from_config & from_data
     missing = [a for a in _ctor_args(model_lib.SGMA) if a not in from_config | from_data]
     assert not missing, f"SGMA arguments no config key reaches: {missing}"
@@ -45,7 +46,7 @@ def test_every_sgma_argument_comes_from_a_config_key_or_the_data():
 
 def test_every_model_args_key_is_a_schema_key():
     fields = _schema_fields()
-    unknown = [key for key in build.MODEL_ARGS if key not in fields]
+    unknown = [key for key in model_args.MODEL_ARGS if key not in fields]
     assert not unknown, f"MODEL_ARGS keys missing from config.SCHEMA: {unknown}"
 
 
@@ -137,11 +138,11 @@ def _layers_of(model, cls):
     return [layer for layer in model._flatten_layers() if type(layer) is cls]
 
 
-@pytest.mark.parametrize("key", sorted(k for k in build.MODEL_ARGS if k != "model.weights"))
+@pytest.mark.parametrize("key", sorted(k for k in model_args.MODEL_ARGS if k != "model.weights"))
 def test_each_model_key_reaches_the_model_and_its_layers(key):
     base = _base_config()
     fields = _schema_fields()
-    arg = build.MODEL_ARGS[key]
+    arg = model_args.MODEL_ARGS[key]
     new = _changed_value(key, fields[key], build.config_value(base, key))
     changed = _with(base, key, new)
     for other, value in ALONG_WITH.get(key, {}).items():

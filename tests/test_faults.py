@@ -116,14 +116,6 @@ def test_changed_config_stops_before_config_json_is_touched(tmp_path):
         accept_run_config(folder, other, allow_change=True)
 
 
-def test_architecture_keys_are_model_args():
-    from sgma_keras.workflow.build import MODEL_ARGS
-    from sgma_keras.workflow.checkpoints import ARCHITECTURE_KEYS
-
-    for key, arg in ARCHITECTURE_KEYS.items():
-        assert MODEL_ARGS.get(key) == arg, key
-
-
 def test_checkpoint_of_another_architecture_is_refused():
     from sgma_keras.workflow.checkpoints import (
         CheckpointError,

@@ -3,6 +3,7 @@
 Each module imports only the ones listed before it (`tests/test_imports.py` fails on
 any cycle, imports inside functions included):
 
+    model_args   the table config key -> SGMA argument (and the architecture keys)
     protocol     which images and classes training, validation and test see
     checkpoints  run folder, crash-safe saving callbacks, checkpoint read/check/load
     build        config -> model (one table of config key -> constructor argument),

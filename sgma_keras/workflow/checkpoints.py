@@ -46,6 +46,7 @@ import sgma_keras.model  # noqa: F401  (registers SGMA and its layers for load_m
 from sgma_keras.atomic_io import atomic_save, write_json_atomic, write_text_atomic
 from sgma_keras.config import save_resolved_config
 from sgma_keras.errors import UserError
+from sgma_keras.workflow.model_args import ARCHITECTURE_KEYS
 
 log = logging.getLogger("sgma_keras")
 
@@ -191,33 +192,6 @@ RESULT_NEUTRAL_KEYS = frozenset({
     "eval.batch_size", "eval.visualize_images",
 })
 
-# Config keys that fix the model's architecture (config key -> SGMA argument, as in
-# `workflow.build.MODEL_ARGS`; `tests/test_faults.py` keeps the two equal). A checkpoint
-# whose saved arguments differ from these cannot be the config's model.
-ARCHITECTURE_KEYS = {
-    "input.image_size": "image_size",
-    "input.local_size": "local_size",
-    "input.global_size": "global_size",
-    "model.backbone": "backbone",
-    "model.feature_layer": "feature_layer",
-    "model.tiny_width": "tiny_width",
-    "model.num_parts": "num_parts",
-    "model.part_mode": "part_mode",
-    "model.share_part_backbones": "share_part_backbones",
-    "model.separate_attention_backbone": "separate_attention_backbone",
-    "model.attention_reduction": "attention_reduction",
-    "model.attention_normalize": "attention_normalize",
-    "model.cnet_hidden": "cnet_hidden",
-    "model.min_side": "min_side",
-    "model.max_side": "max_side",
-    "model.boxcar_steepness": "boxcar_steepness",
-    "model.peak_temperature": "peak_temperature",
-    "model.embedding.normalize": "embedding_normalize",
-    "model.embedding.scale": "embedding_scale",
-    "model.embedding.learn_scale": "embedding_learn_scale",
-    "model.center.enabled": "center_enabled",
-    "model.center.latent_dim": "latent_dim",
-}
 
 
 def flat_config(cfg, prefix=""):
