@@ -86,15 +86,10 @@ def _decode(path):
 
 
 def resize_image(image, size):
-    """The evaluation resize (see `_resize`) of an image (H, W, 3) or a batch
-    (B, H, W, 3) -> float32 (..., size, size, 3). The SavedModel and the predict
-    API resize with it, so they score the same pixels as evaluation."""
-    return _resize(image, size)
-
-
-def _resize(image, size):
-    """Resize to (size, size) float32. Antialiased only when shrinking by more than
-    1.5x (where plain bilinear sampling would alias); it is several times slower."""
+    """An image (H, W, 3) or a batch (B, H, W, 3) -> float32 (..., size, size, 3), as
+    evaluation resizes (the SavedModel and the predict API use it too, so they score
+    the same pixels). Antialiased only when shrinking by more than 1.5x (where plain
+    bilinear sampling would alias); it is several times slower."""
     shape = tf.shape(image)[-3:-1]  # (H, W) of an image or a batch
     shrink = tf.cast(tf.reduce_max(shape), tf.float32) > 1.5 * size
     return tf.cond(
@@ -143,7 +138,7 @@ def _augment(image, seed, size, aug):
     image = tf.slice(image, begin, crop_size)
     if aug["flip"]:  # On the uint8 crop: a quarter of the bytes of the float image.
         image = tf.image.stateless_random_flip_left_right(image, seeds[1])
-    image = _resize(image, size)
+    image = resize_image(image, size)
     if aug["brightness"] or aug["contrast"] or aug["saturation"]:
         image = _colour_jitter(image, seeds[2], aug)
     if aug["hue"]:
@@ -223,10 +218,10 @@ def make_dataset(
 
     def decode_for_cache(path, label):
         # Decoded and resized once; later epochs read uint8 S x S images.
-        return tf.cast(tf.round(_resize(_decode(path), size)), tf.uint8), label
+        return tf.cast(tf.round(resize_image(_decode(path), size)), tf.uint8), label
 
     def prepare(x, label):
-        image = tf.cast(x, tf.float32) if cached else _resize(_decode(x), size)
+        image = tf.cast(x, tf.float32) if cached else resize_image(_decode(x), size)
         return image, label
 
     def prepare_augmented(element, seed_pair):
