@@ -264,6 +264,10 @@ def test_joint_divergence_stops_cleanly(tmp_path, data_dir):
 # --------------------------------------------------------------------------
 
 
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_ends_with_one_line_and_keeps_the_backup(tmp_path, data_dir, signum, code):
@@ -272,10 +276,12 @@ def test_signal_ends_with_one_line_and_keeps_the_backup(tmp_path, data_dir, sign
         "train.init.enabled": False, "train.joint.enabled": False,
     })
     metadata = tmp_path / "run" / "backup" / "warmup" / "training_metadata.json"
-    process = run_train_cli(cli_args(overrides))
+    # Started as a shell starts a background job (`train.py ... &`): SIGINT ignored.
+    process = run_train_cli(cli_args(overrides), preexec_fn=_ignore_sigint)
     deadline = time.time() + 300
     while not metadata.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.1)
+    assert process.poll() is None, "training ended before the signal was sent"
     process.send_signal(signum)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == code, output[-3000:]
@@ -380,3 +386,36 @@ def test_decode_error_inside_the_pipeline_names_the_file(tmp_path):
                        r"(.|\n)*" + split.paths[1].replace(".", r"\.")):
         for _ in iterate_naming_bad_images(ds, split.paths, "test images"):
             pass
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_stop_swallowed_by_a_finalizer_stops_training_at_the_next_batch():
+    import keras
+    import numpy as np
+
+    from sgma_keras.workflow.interrupts import Interrupted, handling_stop_signals, request_stop
+    from sgma_keras.workflow.training import StopWhenRequested
+
+    class Finalizer:  # TensorFlow and h5py objects have these; Python drops what they raise
+        def __del__(self):
+            request_stop(signal.SIGTERM, None)
+
+    class SignalDuringBatch(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 1:
+                Finalizer()  # the signal arrives while a finalizer runs
+
+    finished = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            finished.append(batch)
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = np.zeros((8, 2), "float32"), np.zeros((8, 1), "float32")
+    with handling_stop_signals(), pytest.raises(Interrupted) as stop:
+        model.fit(x, y, batch_size=2, epochs=3, verbose=0,
+                  callbacks=[SignalDuringBatch(), Record(), StopWhenRequested()])
+    assert stop.value.signum == signal.SIGTERM
+    assert finished == [0, 1]  # not the 12 batches of 3 epochs

@@ -35,6 +35,7 @@ from sgma_keras.config import (
     reference_markdown,
 )
 from sgma_keras.errors import UserError
+from sgma_keras.workflow.interrupts import handling_stop_signals
 
 log = logging.getLogger("sgma_keras")
 
@@ -124,16 +125,6 @@ def _fail(error):
     return 1
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so every `finally` and atomic write cleans up."""
-
-    signum = signal.SIGTERM
-
-
-def _raise_interrupted(signum, frame):
-    raise Interrupted()
-
-
 # The run folder of the command in progress, named when it is interrupted.
 _STATE = {"run_folder": None}
 
@@ -156,11 +147,8 @@ def _guarded(main):
     @functools.wraps(main)
     def run(argv=None):
         try:
-            previous = signal.signal(signal.SIGTERM, _raise_interrupted)
-        except ValueError:  # not the main thread: leave SIGTERM alone
-            previous = None
-        try:
-            return main(argv)
+            with handling_stop_signals():
+                return main(argv)
         except KeyboardInterrupt as interrupt:
             folder = _STATE["run_folder"]
             hint = (f"; state kept in {folder}; run the same command to resume"
@@ -170,9 +158,6 @@ def _guarded(main):
         except OSError as error:
             print(f"error: {_os_error_line(error)}", file=sys.stderr)
             return 1
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
 
     return run
 

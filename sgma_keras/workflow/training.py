@@ -41,6 +41,7 @@ from sgma_keras.workflow.checkpoints import (
     trim_epoch_log,
 )
 from sgma_keras.workflow.evaluation import evaluate_model
+from sgma_keras.workflow.interrupts import raise_if_requested
 from sgma_keras.workflow.logs import AttentionImages, EpochLine, fit_verbosity
 from sgma_keras.workflow.protocol import protocol
 
@@ -213,7 +214,20 @@ def _callbacks(run, stage, monitor, mode):
             )
         )
         callbacks.append(BestAndLastCheckpoint(run.folder.checkpoints, monitor, mode))
-    return [*callbacks, backup]
+    return [*callbacks, backup, StopWhenRequested()]
+
+
+class StopWhenRequested(keras.callbacks.Callback):
+    """Re-raises a SIGINT/SIGTERM that a finalizer swallowed (`workflow.interrupts`).
+
+    Last in the list: the batch's backup is written before the run stops.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        raise_if_requested()
+
+    def on_test_batch_end(self, batch, logs=None):
+        raise_if_requested()
 
 
 def _first_images(split, cfg, count):
@@ -321,6 +335,7 @@ def _train_locked(cfg, folder, verbose):
                 log.info("Stage %s (%s)%s", stage.name, stage.doc,
                          f": {stage.epochs(cfg)} epochs" if stage.model_stage else "")
                 stage.run(run, stage)
+            raise_if_requested()  # a stop swallowed after the last batch ends here
             model.set_stage("joint")
             if not stage.selects_model:
                 save_weights_atomic(model, folder.stage_weights(stage.name))
