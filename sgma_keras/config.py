@@ -508,6 +508,14 @@ SCHEMA: dict[str, Any] = {
         "joint": {
             "enabled": Field(bool, True, doc="stage 3: all losses jointly, end to end"),
             "epochs": Field(int, 30, min=0, doc="joint training epochs"),
+            "schedule": Field(str, "joint", choices=("joint", "alternate"),
+                              doc="`joint`: every sub-network updates at every step; "
+                                  "`alternate`: the attention subnet (multi-attention and "
+                                  "its backbone) and the rest update in turns, the other "
+                                  "frozen (MA-CNN's alternation) [choice]"),
+            "alternate_steps": Field(int, None, min=1,
+                                     doc="steps in each turn of the `alternate` schedule; "
+                                         "null: one epoch"),
         },
         "jit": Field(bool, False, doc="jit-compile the train step (XLA)"),
         "mixed_precision": Field(str, None, choices=("mixed_float16", "mixed_bfloat16"),

@@ -517,6 +517,13 @@ class SGMA(keras.Model):
             "center_head": self.center_head,
         }
 
+    def attention_subnet_variables(self):
+        """The trainable variables that place the parts: the multi-attention layer
+        and its own backbone (if separate); the turn of the attention subnet in the
+        `alternate` joint schedule (`sgma_keras.optimizers.AlternatingSGD`)."""
+        layers = [self.attention_backbone, self.multi_attention]
+        return [v for layer in layers if layer is not None for v in layer.trainable_variables]
+
     def set_stage(self, stage):
         """Sets a stage of `MODEL_STAGES`: what the forward pass computes, which
         sub-networks train and which loss terms `compute_loss` adds.

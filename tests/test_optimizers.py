@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from sgma_keras.config import load_config
-from sgma_keras.optimizers import CoupledAdam, CoupledSGD
+from sgma_keras.optimizers import AlternatingAdam, AlternatingSGD, CoupledAdam, CoupledSGD
 from sgma_keras.workflow.build import make_optimizer
-from tests.helpers import _seed, numpy  # noqa: F401
+from tests.helpers import _seed, easy_batch, numpy, tiny_sgma  # noqa: F401
 
 
 def torch_sgd_steps(w, grads, lr, momentum, wd):
@@ -51,8 +51,8 @@ def test_optimizer_round_trips_and_rejects_decoupled_decay():
     opt = CoupledSGD(0.1, momentum=0.9, coupled_weight_decay=1e-3)
     again = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
     assert isinstance(again, CoupledSGD) and again.coupled_weight_decay == 1e-3
-    with pytest.raises(ValueError, match="coupled_weight_decay"):
-        CoupledSGD(0.1, weight_decay=1e-3)
+    with pytest.raises(ValueError, match="not both"):
+        CoupledSGD(0.1, weight_decay=1e-3, coupled_weight_decay=1e-3)
 
 
 @pytest.mark.parametrize("path", ["configs/cub.json", "configs/awa.json", "configs/flo.json"])
@@ -70,3 +70,85 @@ def test_decoupled_mode_is_keras_weight_decay():
     opt = make_optimizer(cfg["train"])
     assert type(opt) is keras.optimizers.Adam or not isinstance(opt, CoupledAdam)
     assert opt.weight_decay == cfg["train"]["weight_decay"]
+
+
+# --------------------------------------------------------------------------
+# Alternating turns (train.joint.schedule = "alternate")
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls,kwargs,reference", [
+    (AlternatingSGD, {"momentum": 0.9}, lambda: keras.optimizers.SGD(0.1, momentum=0.9)),
+    (AlternatingSGD, {"momentum": 0.9, "coupled_weight_decay": 0.1},
+     lambda: CoupledSGD(0.1, momentum=0.9, coupled_weight_decay=0.1)),
+    (AlternatingAdam, {"weight_decay": 0.1}, lambda: keras.optimizers.Adam(0.1, weight_decay=0.1)),
+])
+def test_a_group_out_of_turn_keeps_its_whole_state(cls, kwargs, reference):
+    """Turns of 2 steps, group a first: each group's trajectory is the stock
+    optimizer's run on that group's own steps only (momentum and moments kept
+    across the frozen turns, not decayed), and it is frozen exactly in between."""
+    rng = np.random.default_rng(0)
+    grads = [rng.normal(size=2).astype("float32") for _ in range(8)]
+    a, b = keras.Variable([1.0, -1.0]), keras.Variable([1.0, -1.0])
+    opt = cls(0.1, alternate_steps=2, **kwargs)
+    opt.assign_groups([[a], [b]])
+    seen = []
+    for g in grads:
+        opt.apply([keras.ops.convert_to_tensor(g), keras.ops.convert_to_tensor(g)], [a, b])
+        seen.append((numpy(a).copy(), numpy(b).copy()))
+    for step in (2, 3, 6, 7):  # b's turns: a frozen
+        np.testing.assert_array_equal(seen[step][0], seen[1 if step < 4 else 5][0])
+    for step in (0, 1, 4, 5):  # a's turns: b frozen
+        np.testing.assert_array_equal(seen[step][1], seen[step - 1][1] if step else [1.0, -1.0])
+
+    def stock(turn_steps):
+        w, ref = keras.Variable([1.0, -1.0]), reference()
+        for step in turn_steps:
+            ref.apply([keras.ops.convert_to_tensor(grads[step])], [w])
+        return numpy(w)
+
+    if cls is AlternatingAdam:
+        return  # its bias correction counts every step, so only the freezing is exact
+    np.testing.assert_allclose(seen[-1][0], stock([0, 1, 4, 5]), rtol=1e-5)
+    np.testing.assert_allclose(seen[-1][1], stock([2, 3, 6, 7]), rtol=1e-5)
+
+
+def test_alternate_schedule_trains_the_attention_subnet_and_the_rest_in_turns():
+    """In a compiled fit on each backend, step 1 moves the rest and not the attention
+    subnet, step 2 the attention subnet and not the rest."""
+    model = tiny_sgma()
+    model.set_stage("joint")
+    attention = model.attention_subnet_variables()
+    ids = {id(v) for v in attention}
+    rest = [v for v in model.trainable_variables if id(v) not in ids]
+    assert attention and rest
+    opt = AlternatingAdam(0.01, alternate_steps=1)
+    opt.assign_groups([rest, attention])
+    model.compile(optimizer=opt)
+    images, labels = easy_batch()
+
+    def values(variables):
+        return [numpy(v).copy() for v in variables]
+
+    def moved(before, variables):
+        return sum(not np.array_equal(x, y) for x, y in zip(before, values(variables)))
+
+    for turn, (trains, frozen) in enumerate([(rest, attention), (attention, rest)]):
+        before_trains, before_frozen = values(trains), values(frozen)
+        model.train_on_batch(images, labels)
+        assert moved(before_frozen, frozen) == 0, f"turn {turn}: a frozen variable moved"
+        assert moved(before_trains, trains) >= len(trains) // 2, f"turn {turn}: nothing trained"
+
+
+def test_make_optimizer_alternates_with_either_decay_mode():
+    cfg = load_config("configs/cub.json", check_paths=False)
+    opt = make_optimizer(cfg["train"], alternate_steps=5)
+    assert isinstance(opt, AlternatingSGD) and opt.coupled_weight_decay == 5e-4
+    assert opt.alternate_steps == 5 and opt.momentum == cfg["train"]["momentum"]
+    demo = load_config("configs/demo.json", ["train.weight_decay_mode=decoupled"],
+                       check_paths=False)
+    opt = make_optimizer(demo["train"], alternate_steps=3)
+    assert isinstance(opt, (AlternatingAdam, AlternatingSGD))
+    assert opt.weight_decay == demo["train"]["weight_decay"] and not opt.coupled_weight_decay
+    again = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
+    assert type(again) is type(opt) and again.alternate_steps == 3

@@ -11,7 +11,7 @@ import keras
 from sgma_keras.data import load_dataset
 from sgma_keras.data.pipeline import make_dataset
 from sgma_keras.model import SGMA
-from sgma_keras.optimizers import CoupledAdam, CoupledSGD
+from sgma_keras.optimizers import AlternatingAdam, AlternatingSGD, CoupledAdam, CoupledSGD
 from sgma_keras.workflow.model_args import DATA_ARGS, MODEL_ARGS
 
 
@@ -36,19 +36,27 @@ def build_model(cfg, data, seen_classes):
                 class_names=None if names is None else list(names), **model_kwargs(cfg))
 
 
-def make_optimizer(train_cfg, learning_rate=None):
-    """The optimizer of `train.optimizer` at `learning_rate` (default train.learning_rate)."""
+def make_optimizer(train_cfg, learning_rate=None, alternate_steps=None):
+    """The optimizer of `train.optimizer` at `learning_rate` (default train.learning_rate).
+
+    With `alternate_steps`, one that updates one group of variables at a time
+    (`AlternatingSGD` / `AlternatingAdam`; the caller assigns the groups).
+    """
     lr = learning_rate or train_cfg["learning_rate"]
     decay = train_cfg["weight_decay"] or None
-    if decay and train_cfg["weight_decay_mode"] == "coupled":
-        # The paper's PyTorch SGD adds wd * w to the gradient (before momentum), about
-        # 10x stronger at momentum 0.9 than Keras's decoupled weight decay.
-        if train_cfg["optimizer"] == "sgd":
-            return CoupledSGD(lr, momentum=train_cfg["momentum"], coupled_weight_decay=decay)
-        return CoupledAdam(lr, coupled_weight_decay=decay)
-    if train_cfg["optimizer"] == "sgd":
-        return keras.optimizers.SGD(lr, momentum=train_cfg["momentum"], weight_decay=decay)
-    return keras.optimizers.Adam(lr, weight_decay=decay)
+    sgd = train_cfg["optimizer"] == "sgd"
+    # The paper's PyTorch SGD adds wd * w to the gradient (before momentum), about
+    # 10x stronger at momentum 0.9 than Keras's decoupled weight decay.
+    coupled = bool(decay) and train_cfg["weight_decay_mode"] == "coupled"
+    kwargs = {"momentum": train_cfg["momentum"]} if sgd else {}
+    if alternate_steps is not None:
+        cls = AlternatingSGD if sgd else AlternatingAdam
+        decay_kwargs = {"coupled_weight_decay": decay} if coupled else {"weight_decay": decay}
+        return cls(lr, alternate_steps=alternate_steps, **kwargs, **decay_kwargs)
+    if coupled:
+        return (CoupledSGD if sgd else CoupledAdam)(lr, coupled_weight_decay=decay, **kwargs)
+    return (keras.optimizers.SGD if sgd else keras.optimizers.Adam)(lr, weight_decay=decay,
+                                                                    **kwargs)
 
 
 def load_data(cfg):

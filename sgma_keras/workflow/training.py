@@ -98,7 +98,8 @@ def _fit_stage(run, stage):
     """Fits the model in `stage.model_stage` for the stage's epochs."""
     cfg, model = run.cfg, run.model
     model.set_stage(stage.model_stage)
-    metrics = _compile(model, cfg, stage.learning_rate(cfg), run.proto.val_classes)
+    metrics = _compile(model, cfg, stage.learning_rate(cfg), run.proto.val_classes,
+                       _alternate_steps(run, stage))
     monitor = cfg["train"]["monitor"] if run.val_ds is not None else "loss"
     callbacks = _callbacks(run, stage, monitor, monitor_mode(monitor, metrics))
     # Rows of epochs the backup does not hold are written again on resume.
@@ -169,8 +170,31 @@ STAGES = (
 )
 
 
-def _compile(model, cfg, learning_rate, val_classes):
-    """Compiles for a fitting stage; returns the metric objects (validation only)."""
+def _alternate_steps(run, stage):
+    """Steps per turn of the `alternate` joint schedule; None for any other stage."""
+    joint = run.cfg["train"]["joint"]
+    if stage.name != "joint" or joint["schedule"] != "alternate":
+        return None
+    if joint["alternate_steps"]:
+        return joint["alternate_steps"]
+    # One epoch: the training pipeline drops its last partial batch.
+    return run.cfg["train"]["steps_per_epoch"] or max(
+        len(run.proto.fit) // run.cfg["input"]["batch_size"], 1)
+
+
+def _compile(model, cfg, learning_rate, val_classes, alternate_steps=None):
+    """Compiles for a fitting stage; returns the metric objects (validation only).
+
+    With `alternate_steps`, the rest of the model and the attention subnet update in
+    turns of that many steps, the rest first (the init stage has just fitted the
+    attention maps to the channel groups).
+    """
+    optimizer = make_optimizer(cfg["train"], learning_rate, alternate_steps)
+    if alternate_steps is not None:
+        attention = model.attention_subnet_variables()
+        ids = {id(v) for v in attention}
+        optimizer.assign_groups([[v for v in model.trainable_variables if id(v) not in ids],
+                                 attention])
     metrics = []
     if len(val_classes):
         metrics = [
@@ -178,7 +202,7 @@ def _compile(model, cfg, learning_rate, val_classes):
             GZSLAccuracy(model.num_classes, model.seen_classes, val_classes, name="gzsl"),
         ]
     model.compile(
-        optimizer=make_optimizer(cfg["train"], learning_rate),
+        optimizer=optimizer,
         metrics=metrics,
         jit_compile=cfg["train"]["jit"],
     )
