@@ -50,17 +50,62 @@ def run_variant(config, variant, seed, output, extra_overrides=()):
     cfg = load_config(config, overrides)
     started = time.time()
     results = training.train(cfg, verbose=0)
-    loc = results.get("part_localisation")
-    rates = [r for r in (loc or {}).get("part_hit_rate", []) if r is not None]
+    seconds = round(time.time() - started, 1)
     return {
         "zsl_top1": results["zsl_top1"],
         "gzsl_u": results["gzsl_u"],
         "gzsl_s": results["gzsl_s"],
         "gzsl_h": results["gzsl_h"],
-        # Mean over predicted parts of the share of boxes holding a true part centre.
-        "localisation": sum(rates) / len(rates) if rates else None,
-        "seconds": round(time.time() - started, 1),
+        "localisation": mean_hit_rate(results.get("part_localisation")),
+        **localisation_and_validation(cfg),
+        "seconds": seconds,
     }
+
+
+def mean_hit_rate(localisation):
+    """Mean over predicted parts of the share of boxes holding a true part centre."""
+    rates = [r for r in (localisation or {}).get("part_hit_rate", []) if r is not None]
+    return sum(rates) / len(rates) if rates else None
+
+
+def localisation_and_validation(cfg):
+    """What a finished run is chosen and compared by, beside its test results:
+
+    - `localisation_at_init`: test part localisation of the weights at the end of
+      the init stage (channel grouping), to compare with the final `localisation`;
+    - `val_zsl_top1`: the validation ZSL top-1 of the selected checkpoint (the
+      monitor value `best.json` records);
+    - `val_localisation`, `val_localisation_at_init`: part localisation on the
+      validation classes' images (`data.splits["val"]`), final and at init.
+
+    Defaults are chosen on the validation keys only; the test keys are reported.
+    """
+    import keras
+
+    from sgma_keras.workflow.build import build_model, load_data
+    from sgma_keras.workflow.checkpoints import load_weights_quietly
+    from sgma_keras.workflow.evaluation import split_localisation
+    from sgma_keras.workflow.protocol import protocol
+
+    checkpoints = os.path.join(cfg["output_dir"], "checkpoints")
+    with open(os.path.join(checkpoints, "best.json")) as handle:
+        best = json.load(handle)
+    out = {"val_zsl_top1": best["value"] if best.get("monitor") == "val_zsl_acc" else None,
+           "localisation_at_init": None, "val_localisation": None,
+           "val_localisation_at_init": None}
+    data = load_data(cfg)
+    final = keras.models.load_model(os.path.join(checkpoints, "best.keras"), compile=False)
+    out["val_localisation"] = mean_hit_rate(split_localisation(final, data, cfg, ("val",)))
+    init_weights = os.path.join(checkpoints, "init.weights.h5")
+    if os.path.exists(init_weights):
+        model = build_model(cfg, data, protocol(data, cfg["train"], cfg["seed"]).seen_classes)
+        size = cfg["input"]["image_size"]
+        model.build((None, size, size, 3))
+        load_weights_quietly(model, init_weights)
+        out["localisation_at_init"] = mean_hit_rate(split_localisation(model, data, cfg))
+        out["val_localisation_at_init"] = mean_hit_rate(
+            split_localisation(model, data, cfg, ("val",)))
+    return out
 
 
 def summarise(runs):

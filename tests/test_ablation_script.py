@@ -85,3 +85,69 @@ def test_a_broken_record_is_named_and_kept(ablation, tmp_path, text):
     with pytest.raises(SystemExit, match="runs.json: "):
         ablation.main(["--output", str(tmp_path), "--report-only"])
     assert (tmp_path / "runs.json").read_text() == text  # nothing overwritten
+
+
+# --------------------------------------------------------------------------
+# benchmarks/option_study.py: options chosen on validation only
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def option_study():
+    return load_benchmark("option_study")
+
+
+def _option_runs(val_zsl, val_loc, test_zsl=(0.5, 0.5, 0.5)):
+    return [dict(seed=i, val_zsl_top1=val_zsl[i], val_localisation=val_loc[i],
+                 val_localisation_at_init=0.4, zsl_top1=test_zsl[i], gzsl_h=0.2,
+                 localisation_at_init=0.4, localisation=0.5, seconds=1.0)
+            for i in range(3)]
+
+
+def test_an_option_is_adopted_on_validation_by_mean_and_paired_majority(option_study):
+    runs = {
+        "default": _option_runs([0.50, 0.50, 0.50], [0.40, 0.40, 0.40]),
+        # Better in the mean only through one seed: 1 of 3 paired wins.
+        "anchor_cnet": _option_runs([0.49, 0.49, 0.80], [0.40, 0.40, 0.40]),
+        # Better on 2 of 3 seeds and in the mean.
+        "alternate": _option_runs([0.52, 0.53, 0.49], [0.45, 0.42, 0.40]),
+        # Worse on validation, far better on test: the test never chooses.
+        "no_peak_gradient": _option_runs([0.45, 0.45, 0.45], [0.40, 0.40, 0.40],
+                                         test_zsl=(0.9, 0.9, 0.9)),
+    }
+    table = option_study.summarise(runs)
+    verdicts = option_study.choose(runs, table)
+    assert not verdicts["anchor_cnet"]["adopt"] and verdicts["anchor_cnet"]["wins"] == 1
+    assert verdicts["alternate"]["adopt"] and verdicts["alternate"]["wins"] == 2
+    assert not verdicts["no_peak_gradient"]["adopt"]
+    assert table["default"]["score"] == pytest.approx((0.45, 0.0))
+
+
+def test_option_report_shows_init_to_final_localisation(option_study, tmp_path):
+    runs = {"default": _option_runs([0.5] * 3, [0.4] * 3),
+            "alternate": _option_runs([0.6] * 3, [0.5] * 3)}
+    (tmp_path / "runs.json").write_text(json.dumps(runs))
+    option_study.main(["--output", str(tmp_path), "--options", "default", "alternate",
+                       "--report-only"])
+    text = (tmp_path / "study.md").read_text()
+    assert "| alternate |" in text and "adopt (3/3 paired wins)" in text
+    assert "40.0 ± 0.0 → 50.0 ± 0.0" in text  # test localisation, init -> final
+    verdicts = json.loads((tmp_path / "study.json").read_text())["verdicts"]
+    assert verdicts["alternate"]["adopt"] is True
+
+
+@pytest.mark.slow
+def test_a_study_run_records_localisation_at_init_and_validation(ablation, tmp_path):
+    from tests.test_training import tiny_overrides
+
+    overrides = [o for o in tiny_overrides(tmp_path, tmp_path / "data",
+                                           **{"train.steps_per_epoch": 3})
+                 if not o.startswith("output_dir=")]
+    result = ablation.run_variant("configs/demo.json", "full", 0, str(tmp_path / "study"),
+                                  overrides)
+    for key in ("localisation", "localisation_at_init", "val_localisation",
+                "val_localisation_at_init"):
+        assert 0.0 <= result[key] <= 1.0, (key, result[key])
+    best = json.loads((tmp_path / "study" / "runs" / "full_seed0" / "checkpoints"
+                       / "best.json").read_text())
+    assert result["val_zsl_top1"] == best["value"]

@@ -210,6 +210,16 @@ def _part_localisation(data, preds):
     return zero_shot.part_localisation_score(np.concatenate(boxes), np.concatenate(locs), names)
 
 
+def split_localisation(model, data, cfg, split_names=("test_seen", "test_unseen")):
+    """`part_localisation_score` of `model`'s boxes on the named splits of `data`
+    together; None when the model crops no parts or the splits have no part
+    annotations. Evaluation's `part_localisation` is this on the test splits.
+    """
+    preds = [collect_predictions(model, data.splits[name], cfg, what=f"{name} images")
+             for name in split_names]
+    return _part_localisation(data, preds)
+
+
 def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=None,
                    keras_metrics=False):
     """Evaluates `model` on the test splits of `data`; writes the results folder.
