@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,9 +57,13 @@ def run_train_cli(args, **kwargs):
 
 
 @pytest.mark.slow
-def test_train_end_to_end_writes_run_folder(tmp_path, data_dir):
+def test_train_end_to_end_writes_run_folder(tmp_path, data_dir, caplog):
     cfg = load_config(os.path.join(ROOT, "configs/demo.json"), tiny_overrides(tmp_path, data_dir))
-    results = training.train(cfg, verbose=0)
+    with caplog.at_level("INFO", logger="sgma_keras"):
+        results = training.train(cfg, verbose=0)
+    # The start joint training's localisation is compared with, in the log.
+    assert re.search(r"annotated part on validation images after init: [0-9.]+%, [0-9.]+%",
+                     caplog.text), caplog.text[-2000:]
     run = cfg["output_dir"]
     for name in ["config.json", "versions.json", "state.json", "eval/results.json",
                  "checkpoints/best.keras", "checkpoints/last.keras",

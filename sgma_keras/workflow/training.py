@@ -40,7 +40,7 @@ from sgma_keras.workflow.checkpoints import (
     save_weights_atomic,
     trim_epoch_log,
 )
-from sgma_keras.workflow.evaluation import evaluate_model
+from sgma_keras.workflow.evaluation import evaluate_model, split_localisation
 from sgma_keras.workflow.interrupts import raise_if_requested
 from sgma_keras.workflow.logs import AttentionImages, EpochLine, fit_verbosity
 from sgma_keras.workflow.protocol import protocol
@@ -157,6 +157,21 @@ def _init_stage(run, stage):
              np.bincount(groups, minlength=model.num_parts).tolist())
     if init_cfg["copy_global_to_parts"]:
         model.copy_global_to_parts()
+    _log_validation_localisation(run, "after init")
+
+
+def _log_validation_localisation(run, when):
+    """Logs how often the boxes hold an annotated part on the validation classes'
+    images (when they have part annotations): the start that joint training's
+    localisation is compared with (the test report gives the final one)."""
+    split = run.data.splits.get("val")
+    if split is None or split.part_locs is None or not len(split):
+        return
+    run.model.set_stage("joint")
+    loc = split_localisation(run.model, run.data, run.cfg, ("val",))
+    if loc is not None:
+        rates = ", ".join("n/a" if r is None else f"{100 * r:.1f}%" for r in loc["part_hit_rate"])
+        log.info("Part boxes holding an annotated part on validation images %s: %s", when, rates)
 
 
 STAGES = (
