@@ -14,8 +14,10 @@ images, at init and final). The choice uses the validation keys only:
 
     score = (validation ZSL top-1 + validation part localisation) / 2
 
-and an option replaces the default when its mean score over the seeds is higher
-AND it wins on a majority of the paired seeds (same seed, same data). Studies
+and an option replaces the default when the mean of its paired differences to the
+default (same seed, same data) is positive and larger than its standard error
+(sample sd / sqrt(seeds)). A combination of adopted options replaces a smaller one by
+the same rule against it (`COMPARE`). Studies
 resume: runs already recorded in `<output>/runs.json` are kept, and a finished run
 folder is re-evaluated rather than retrained.
 """
@@ -42,7 +44,24 @@ OPTIONS = {
                           "L_cpt + L_div train the attention subnet only"),
     "alternate": (["train.joint.schedule=alternate"],
                   "attention subnet and the rest in turns of one epoch"),
+    # The options adopted one at a time, then together: a combination is chosen by the
+    # same rule, since options that each help need not help together.
+    "adopted_unanimous": (["model.peak_gradient_temperature=null",
+                           "model.map_losses_reach_backbone=false"],
+                          "no_peak_gradient + maps_not_backbone (3/3 paired wins each)"),
+    "adopted_significant": (["model.peak_gradient_temperature=null",
+                             "model.map_losses_reach_backbone=false",
+                             "model.boxcar_mask_at=sample_points"],
+                            "every option whose paired gain beats its standard error "
+                            "(adopted_unanimous + mask_at_sample_points)"),
+    "adopted_all": (["model.peak_gradient_temperature=null",
+                     "model.map_losses_reach_backbone=false",
+                     "model.boxcar_mask_at=sample_points", "train.joint.schedule=alternate"],
+                    "every option adopted alone (adds mask_at_sample_points and alternate, "
+                    "2/3 wins each)"),
 }
+# (larger combination, smaller one): the larger is chosen only if it beats the smaller.
+COMPARE = (("adopted_significant", "adopted_unanimous"), ("adopted_all", "adopted_unanimous"))
 KEYS = ("val_zsl_top1", "val_localisation_at_init", "val_localisation", "zsl_top1", "gzsl_h",
         "localisation_at_init", "localisation")
 
@@ -69,26 +88,33 @@ def summarise(runs):
     return table
 
 
-def choose(runs, table):
-    """Each option against the default by the rule of the module docstring."""
-    verdicts = {}
-    base = {r["seed"]: score(r) for r in runs.get("default", [])}
-    for name, records in runs.items():
-        if name == "default" or table[name]["score"] is None or table["default"]["score"] is None:
-            continue
-        paired = [score(r) - base[r["seed"]] for r in records
-                  if r["seed"] in base and score(r) is not None and base[r["seed"]] is not None]
-        wins = sum(d > 0 for d in paired)
-        better = table[name]["score"][0] > table["default"]["score"][0]
-        verdicts[name] = {
-            "adopt": bool(better and paired and wins > len(paired) / 2),
-            "paired_differences": paired,
-            "wins": wins,
-        }
-    return verdicts
+def paired(runs, name, against):
+    """Per-seed score differences `name` - `against` (seeds both have)."""
+    base = {r["seed"]: score(r) for r in runs.get(against, [])}
+    return [score(r) - base[r["seed"]] for r in runs.get(name, [])
+            if base.get(r["seed"]) is not None and score(r) is not None]
 
 
-def markdown(table, verdicts, command, machine):
+def verdict(differences):
+    """Adopt when the mean paired difference is positive and beats its standard error."""
+    import numpy as np
+
+    n = len(differences)
+    mean = float(np.mean(differences)) if n else 0.0
+    se = float(np.std(differences, ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
+    return {"adopt": bool(n > 1 and mean > se), "paired_differences": list(differences),
+            "mean": mean, "standard_error": se,
+            "wins": int(sum(d > 0 for d in differences))}
+
+
+def choose(runs, table=None):
+    """Each option against the default, by the rule of the module docstring."""
+    return {name: verdict(paired(runs, name, "default"))
+            for name in runs if name != "default" and "default" in runs}
+
+
+def markdown(table, verdicts, command, machine, compare=None):
+    compare = compare or {}
     def cell(value):
         return "n/a" if value is None else f"{100 * value[0]:.1f} ± {100 * value[1]:.1f}"
 
@@ -108,17 +134,30 @@ def markdown(table, verdicts, command, machine):
         text = ("current default" if name == "default" else
                 "n/a" if verdict is None else
                 f"{'adopt' if verdict['adopt'] else 'keep default'} "
-                f"({verdict['wins']}/{len(verdict['paired_differences'])} paired wins)")
+                f"({100 * verdict['mean']:+.1f} ± {100 * verdict['standard_error']:.1f}, "
+                f"{verdict['wins']}/{len(verdict['paired_differences'])} paired wins)")
         lines.append(
             f"| {name} | {OPTIONS[name][1]} | {cell(row['score'])} | {cell(row['val_zsl_top1'])} | "
             f"{arrow(row, 'val_localisation_at_init', 'val_localisation')} | "
             f"{cell(row['zsl_top1'])} | {cell(row['gzsl_h'])} | "
             f"{arrow(row, 'localisation_at_init', 'localisation')} | {row['seeds']} | {text} |")
+    lines += ["", "Combinations against the smaller one (paired validation score "
+              "difference, mean ± standard error):", ""]
+    for larger, smaller in compare:
+        lines.append(f"- {larger} vs {smaller}: " + (
+            "not measured" if larger not in table or smaller not in table else
+            "{} ({:+.1f} ± {:.1f}, {}/{} paired wins)".format(
+                "adopt" if compare[(larger, smaller)]["adopt"] else "keep the smaller",
+                100 * compare[(larger, smaller)]["mean"],
+                100 * compare[(larger, smaller)]["standard_error"],
+                compare[(larger, smaller)]["wins"],
+                len(compare[(larger, smaller)]["paired_differences"]))))
     lines += ["", f"Command: `{command}`", f"Machine: {machine}",
               "Mean ± sample standard deviation (ddof=1) over seeds, in %. Validation score = "
-              "(validation ZSL top-1 + validation part localisation) / 2; an option is adopted "
-              "when its mean score is higher than the default's and it wins on a majority of "
-              "paired seeds. Test columns are reported, never used to choose."]
+              "(validation ZSL top-1 + validation part localisation) / 2; verdict: the paired "
+              "difference to the default (mean ± standard error); an option is adopted when "
+              "the mean is positive and larger than its standard error. Test columns are "
+              "reported, never used to choose."]
     return "\n".join(lines) + "\n"
 
 
@@ -177,16 +216,19 @@ def main(argv=None):
                 f"{k}={v:.3f}" for k, v in result.items() if isinstance(v, float)), flush=True)
     chosen = {name: runs[name] for name in args.options if name in runs}
     table = summarise(chosen)
-    verdicts = choose(chosen, table)
+    verdicts = choose(chosen)
+    compare = {(a, b): verdict(paired(chosen, a, b)) for a, b in COMPARE
+               if a in chosen and b in chosen}
     args_given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
     command = "python benchmarks/option_study.py " + " ".join(args_given)
     records = [r for name in chosen for r in chosen[name]]
     machine_line = (f"{machine}, backend {keras.backend.backend()}; {len(records)} runs, "
                     f"{sum(r.get('seconds', 0) for r in records):.0f} s of training and "
                     f"evaluation in all ({time.time() - started:.0f} s this invocation)")
-    write_json_atomic(os.path.join(args.output, "study.json"),
-                      {"table": table, "verdicts": verdicts})
-    text = markdown(table, verdicts, command, machine_line)
+    write_json_atomic(os.path.join(args.output, "study.json"), {
+        "table": table, "verdicts": verdicts,
+        "combinations": {f"{a} vs {b}": v for (a, b), v in compare.items()}})
+    text = markdown(table, verdicts, command, machine_line, compare)
     write_text_atomic(os.path.join(args.output, "study.md"), text)
     print(text)
 
