@@ -418,20 +418,23 @@ SCHEMA: dict[str, Any] = {
                             doc="box centre: the soft peak of its map moved by f_CNet's "
                                 "offset, or f_CNet's prediction from the map alone (the "
                                 "paper) [choice]"),
-        "map_losses_reach_backbone": Field(bool, True,
+        "map_losses_reach_backbone": Field(bool, False,
                                            doc="false: stop the gradient of the feature map "
                                                "into the attention subnet, so L_cpt + L_div "
                                                "(and the boxes' path) train it alone, not "
-                                               "the backbone [choice]"),
+                                               "the backbone (chosen on validation: "
+                                               "docs/ablation/options.md) [choice]"),
         "boxcar_steepness_unit": Field(str, "pixel", choices=("pixel", "relative"),
                                        doc="unit of z in the boxcar h(kz): input-image "
                                            "pixels (k=10: a 0.2 px edge) or the image side "
                                            "(k=10: an edge a tenth of the image) [choice]"),
-        "peak_gradient_temperature": Field(float, 0.2, gt=0, nullable=True,
+        "peak_gradient_temperature": Field(float, None, gt=0, nullable=True,
                                            doc="straight-through soft-argmax: the box sits "
                                                "on the sharp peak, its gradient to the map "
-                                               "is that of softmax(M / this); null: off "
-                                               "(vanishes on peaky maps) [choice]"),
+                                               "is that of softmax(M / this); null: off, "
+                                               "the gradient of the sharp peak itself "
+                                               "(chosen on validation: "
+                                               "docs/ablation/options.md) [choice]"),
         "embedding": {
             "normalize": Field(bool, False,
                                doc="L2-normalise theta and phi, scaled score (NormFace) "

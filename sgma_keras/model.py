@@ -189,10 +189,10 @@ class SGMA(keras.Model):
         seen_semantics=None,
         seed=None,
         boxcar_steepness_unit="pixel",
-        peak_gradient_temperature=0.2,
+        peak_gradient_temperature=None,
         boxcar_mask_at="input_pixels",
         box_anchor="peak",
-        map_losses_reach_backbone=True,
+        map_losses_reach_backbone=False,
         class_names=None,
         calibration=None,
         calibration_classes=None,
@@ -675,7 +675,8 @@ class SGMA(keras.Model):
 
     # What a file saved before an option existed was trained with: it loads with
     # these values, not the new defaults (tests/test_saved_fixture.py).
-    LEGACY_ARGS = {"boxcar_mask_at": "sample_points", "peak_gradient_temperature": None}
+    LEGACY_ARGS = {"boxcar_mask_at": "sample_points", "peak_gradient_temperature": None,
+                   "map_losses_reach_backbone": True}
 
     @classmethod
     def from_config(cls, config):

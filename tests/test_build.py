@@ -87,6 +87,7 @@ CHANGED = {
     "model.min_side": 0.3,
     "model.feature_layer": "some_layer",
     "model.tiny_width": 5,
+    "model.peak_gradient_temperature": 0.3,  # default null
     "seed": 7,
 }
 # Keys whose changed value needs other keys changed with it (a real application

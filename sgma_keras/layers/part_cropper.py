@@ -200,7 +200,7 @@ class PartCropper(keras.layers.Layer):
         box_source="attention",
         seed=None,
         steepness_unit="pixel",
-        peak_gradient_temperature=0.2,
+        peak_gradient_temperature=None,
         mask_at="input_pixels",
         anchor="peak",
         **kwargs,
