@@ -31,6 +31,8 @@ VARIANTS = {
     "no_cct": ["model.center.enabled=false"],
 }
 METRICS = ("zsl_top1", "gzsl_u", "gzsl_s", "gzsl_h", "localisation")
+# Also summarised (the table's "init -> final" column, the validation numbers).
+EXTRA = ("localisation_at_init", "val_zsl_top1", "val_localisation_at_init", "val_localisation")
 
 
 def run_variant(config, variant, seed, output, extra_overrides=()):
@@ -114,7 +116,7 @@ def summarise(runs):
     table = {}
     for variant, per_seed in runs.items():
         row = {}
-        for metric in METRICS:
+        for metric in METRICS + EXTRA:
             values = [r[metric] for r in per_seed if r.get(metric) is not None]
             # Sample standard deviation (ddof=1): with 3 seeds the population
             # one would understate the spread by a factor of 1.22.
@@ -133,6 +135,10 @@ CLAIMS = (
     ("compactness + diversity improve localisation", "full", "no_cpt_div", "localisation"),
     ("compactness + diversity improve accuracy (ZSL top-1)", "full", "no_cpt_div", "zsl_top1"),
     ("the class-center triplet loss improves accuracy (ZSL top-1)", "full", "no_cct", "zsl_top1"),
+    # variant.metric: one variant against itself, the boxes at the selected checkpoint
+    # against the boxes right after init (channel grouping).
+    ("joint training moves the boxes onto the parts (full: final vs after init)",
+     "full", "full.localisation_at_init", "localisation"),
 )
 
 
@@ -145,14 +151,18 @@ def check_claims(table):
     """
     lines = []
     for statement, better, worse, metric in CLAIMS:
-        a, b = (table.get(better) or {}).get(metric), (table.get(worse) or {}).get(metric)
+        better, metric_a = better.split(".") if "." in better else (better, metric)
+        worse, metric_b = worse.split(".") if "." in worse else (worse, metric)
+        a, b = (table.get(better) or {}).get(metric_a), (table.get(worse) or {}).get(metric_b)
         if a is None or b is None:
             lines.append(f"- {statement}: not measured ({better} or {worse} missing)")
             continue
         gap, band = a[0] - b[0], 2 * max(a[1], b[1])
         verdict = "holds" if gap > band else ("reversed" if gap < -band else "not shown")
+        name_a = better if metric_a == metric else f"{better} {metric_a}"
+        name_b = worse if metric_b == metric else f"{worse} {metric_b}"
         lines.append(
-            f"- {statement}: **{verdict}** ({better} {100 * a[0]:.1f} vs {worse} "
+            f"- {statement}: **{verdict}** ({name_a} {100 * a[0]:.1f} vs {name_b} "
             f"{100 * b[0]:.1f}, difference {100 * gap:+.1f}, 2 sd = {100 * band:.1f})"
         )
     return lines
@@ -162,15 +172,27 @@ def markdown(table, command, machine):
     def cell(value):
         return "n/a" if value is None else f"{100 * value[0]:.1f} ± {100 * value[1]:.1f}"
 
+    def init_to_final(row, start, end):
+        if row.get(start) is None or row.get(end) is None:
+            return cell(row.get(end))
+        return f"{cell(row[start])} → {cell(row[end])}"
+
     lines = [
-        "| variant | ZSL top-1 | GZSL u | GZSL s | GZSL H | part localisation | seeds |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | ZSL top-1 | GZSL u | GZSL s | GZSL H | part localisation | "
+        "localisation init → final | val ZSL top-1 | val localisation init → final | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for variant, row in table.items():
         cells = " | ".join(cell(row[m]) for m in METRICS)
-        lines.append(f"| {variant} | {cells} | {row['seeds']} |")
+        lines.append(
+            f"| {variant} | {cells} | {init_to_final(row, 'localisation_at_init', 'localisation')}"
+            f" | {cell(row.get('val_zsl_top1'))} | "
+            f"{init_to_final(row, 'val_localisation_at_init', 'val_localisation')} | "
+            f"{row['seeds']} |")
     lines += ["", f"Command: `{command}`", f"Machine: {machine}",
-              "Mean ± sample standard deviation (ddof=1) over seeds, in %.", "",
+              "Mean ± sample standard deviation (ddof=1) over seeds, in %. Test splits "
+              "unless marked val (the validation classes' images, what a choice may use); "
+              "init: the weights right after the init stage (channel grouping).", "",
               "The paper's claims (a claim holds when the difference exceeds two standard "
               "deviations of the seed spread):", ""] + check_claims(table)
     return "\n".join(lines) + "\n"
