@@ -30,9 +30,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-# name -> (--set overrides, what it changes). "default" is the current config.
+# Where the study started: the defaults before it (it chose the two it flips in
+# `adopted_unanimous` as the new defaults). Pinned, so the study reruns as it ran.
+START = ["model.peak_gradient_temperature=0.2", "model.map_losses_reach_backbone=true"]
+# name -> (--set overrides on top of START, what it changes).
 OPTIONS = {
-    "default": ([], "the current defaults"),
+    "default": ([], "the defaults before the study (straight-through peak gradient 0.2, "
+                    "map losses reach the backbone)"),
     "mask_at_sample_points": (["model.boxcar_mask_at=sample_points"],
                               "boxcar mask at the sample points (0.1.0: no gradient to the box)"),
     "no_peak_gradient": (["model.peak_gradient_temperature=null"],
@@ -202,7 +206,7 @@ def main(argv=None):
         for name in args.options:
             if args.report_only or any(r["seed"] == seed for r in runs.get(name, [])):
                 continue
-            overrides = OPTIONS[name][0]
+            overrides = START + OPTIONS[name][0]
             result = run_variant(args.config, "full", seed, os.path.join(args.output, name),
                                  overrides)
             result.update(seed=seed, config=args.config, overrides=overrides, machine=machine,
