@@ -238,6 +238,22 @@ def check_same_study(record_path, runs, config, overrides):
                 )
 
 
+def read_runs(record_path):
+    """The runs a study recorded so far ({} for a new study), or a named error."""
+    if not os.path.exists(record_path):
+        return {}
+    with open(record_path) as handle:
+        try:
+            runs = json.load(handle)
+        except ValueError as error:
+            raise SystemExit(f"{record_path}: not the JSON record of a study ({error}); "
+                             "move it away or use another --output.") from None
+    if not isinstance(runs, dict):
+        raise SystemExit(f"{record_path}: expected an object {{variant: [runs]}}, "
+                         f"got {type(runs).__name__}; use another --output.")
+    return runs
+
+
 def describe_machine(records, this_machine, this_backend, elapsed):
     """Where and how long the recorded runs trained (not just this invocation)."""
     machines = sorted({r.get("machine", this_machine) for r in records}) or [this_machine]
@@ -247,17 +263,33 @@ def describe_machine(records, this_machine, this_backend, elapsed):
             f"{seconds:.0f} s of training and evaluation in all ({elapsed:.0f} s this invocation)")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def study_parser(description, output):
+    """The arguments every study script takes (config, seeds, output, report-only)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", default="configs/ablation.json")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--output", default=output)
+    parser.add_argument("--report-only", action="store_true",
+                        help="summarise the runs recorded so far without training more")
+    return parser
+
+
+def start_study(output):
+    """Logging, the output folder and the runs recorded there so far."""
+    from sgma_keras.workflow.training import main_logging
+
+    main_logging()
+    os.makedirs(output, exist_ok=True)
+    record_path = os.path.join(output, "runs.json")
+    return record_path, read_runs(record_path)
+
+
+def main(argv=None):
+    parser = study_parser(__doc__.splitlines()[0], "results/ablation")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--output", default="results/ablation")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value in every variant, e.g. --set "
                              "loss.cpt_weight=0.1 (repeatable; use a new --output)")
-    parser.add_argument("--report-only", action="store_true",
-                        help="summarise the runs recorded so far without training more")
     args = parser.parse_args(argv)
 
     import platform
@@ -265,23 +297,9 @@ def main(argv=None):
     import keras
 
     from sgma_keras.atomic_io import write_json_atomic, write_text_atomic
-    from sgma_keras.workflow.training import main_logging
 
-    main_logging()
-    os.makedirs(args.output, exist_ok=True)
-    record_path = os.path.join(args.output, "runs.json")
-    runs = {}
-    if os.path.exists(record_path):  # resume a study that was interrupted
-        with open(record_path) as handle:
-            try:
-                runs = json.load(handle)
-            except ValueError as error:
-                raise SystemExit(f"{record_path}: not the JSON record of a study ({error}); "
-                                 "move it away or use another --output.") from None
-        if not isinstance(runs, dict):
-            raise SystemExit(f"{record_path}: expected an object {{variant: [runs]}}, "
-                             f"got {type(runs).__name__}; use another --output.")
-        check_same_study(record_path, runs, args.config, args.overrides)
+    record_path, runs = start_study(args.output)
+    check_same_study(record_path, runs, args.config, args.overrides)
     started = time.time()
     this_machine = f"{platform.machine()}, {os.cpu_count()} cores"
     # Seeds outermost: an interrupted study still has every variant at some seeds.

@@ -22,7 +22,6 @@ resume: runs already recorded in `<output>/runs.json` are kept, and a finished r
 folder is re-evaluated rather than retrained.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -176,30 +175,19 @@ def _trained_seconds(output, seed):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/ablation.json")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    from ablation import run_variant, start_study, study_parser
+
+    parser = study_parser(__doc__.splitlines()[0], "results/options")
     parser.add_argument("--options", nargs="+", default=list(OPTIONS), choices=list(OPTIONS))
-    parser.add_argument("--output", default="results/options")
-    parser.add_argument("--report-only", action="store_true",
-                        help="summarise the runs recorded so far without training more")
     args = parser.parse_args(argv)
 
     import platform
 
     import keras
 
-    from ablation import run_variant
     from sgma_keras.atomic_io import write_json_atomic, write_text_atomic
-    from sgma_keras.workflow.training import main_logging
 
-    main_logging()
-    os.makedirs(args.output, exist_ok=True)
-    record_path = os.path.join(args.output, "runs.json")
-    runs = {}
-    if os.path.exists(record_path):
-        with open(record_path) as handle:
-            runs = json.load(handle)
+    record_path, runs = start_study(args.output)
     started = time.time()
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
     for seed in args.seeds:
