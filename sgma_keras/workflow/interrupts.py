@@ -5,7 +5,7 @@ is running at that moment. When that is a finalizer (a `__del__` or a weakref
 callback, which TensorFlow and h5py objects have), the exception is printed as
 "Exception ignored in ..." and dropped, and training goes on to its last epoch. So
 the handler also records the request, and `raise_if_requested` (called after every
-training and validation batch by `workflow.training`) raises it again.
+training batch and at every stage's end by `workflow.training`) raises it again.
 
 SIGINT is installed explicitly, not left to Python: a shell starts background jobs
 (`python train.py ... &`, CI runners) with SIGINT ignored, and Python then installs

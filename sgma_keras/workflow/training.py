@@ -157,10 +157,10 @@ def _init_stage(run, stage):
              np.bincount(groups, minlength=model.num_parts).tolist())
     if init_cfg["copy_global_to_parts"]:
         model.copy_global_to_parts()
-    _log_validation_localisation(run, "after init")
+    _log_localisation_after_init(run)
 
 
-def _log_validation_localisation(run, when):
+def _log_localisation_after_init(run):
     """Logs how often the boxes hold an annotated part on the validation classes'
     images (when they have part annotations): the start that joint training's
     localisation is compared with (the test report gives the final one)."""
@@ -171,7 +171,8 @@ def _log_validation_localisation(run, when):
     loc = split_localisation(run.model, run.data, run.cfg, ("val",))
     if loc is not None:
         rates = ", ".join("n/a" if r is None else f"{100 * r:.1f}%" for r in loc["part_hit_rate"])
-        log.info("Part boxes holding an annotated part on validation images %s: %s", when, rates)
+        log.info("Part boxes holding an annotated part on validation images after init: %s",
+                 rates)
 
 
 STAGES = (
@@ -259,13 +260,13 @@ def _callbacks(run, stage, monitor, mode):
 class StopWhenRequested(keras.callbacks.Callback):
     """Re-raises a SIGINT/SIGTERM that a finalizer swallowed (`workflow.interrupts`).
 
-    Last in the list: the batch's backup is written before the run stops.
+    Last in the list: the batch's backup is written before the run stops. Training
+    batches only: a test-batch hook would turn off Keras's asynchronous callback
+    dispatch during validation (JAX); a request swallowed there is raised at the next
+    training batch or at the stage's end.
     """
 
     def on_train_batch_end(self, batch, logs=None):
-        raise_if_requested()
-
-    def on_test_batch_end(self, batch, logs=None):
         raise_if_requested()
 
 
