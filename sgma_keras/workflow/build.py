@@ -12,7 +12,7 @@ from sgma_keras.data import load_dataset
 from sgma_keras.data.pipeline import make_dataset
 from sgma_keras.model import SGMA
 from sgma_keras.optimizers import AlternatingAdam, AlternatingSGD, CoupledAdam, CoupledSGD
-from sgma_keras.workflow.model_args import DATA_ARGS, MODEL_ARGS
+from sgma_keras.workflow.model_args import MODEL_ARGS
 
 
 
