@@ -448,8 +448,11 @@ SCHEMA: dict[str, Any] = {
             "ridge_lambda": Field(float, 1.0, min=0,
                                   doc="ridge lambda building unseen centres from seen ones"),
         },
-        "gamma_cc": Field(float, 1.0, min=0,
-                          doc="weight of the center score in the fused prediction [choice]"),
+        "gamma_cc": Field(float, None, min=0, nullable=True,
+                          doc="weight of the class-center head in the fused score, each "
+                              "head divided by its spread on the validation images; null: "
+                              "chosen on the validation classes from 0, 0.25, 0.5, 1, 2, "
+                              "4, 16 (training runs at 1 on unscaled heads) [choice]"),
     },
     "loss": {
         "cpt_weight": Field(float, 1.0, min=0, doc="weight of L_cpt (compactness), per part"),
@@ -479,8 +482,15 @@ SCHEMA: dict[str, Any] = {
         "lr_patience": Field(int, 2, min=0, doc="epochs without improvement before a drop"),
         "min_lr": Field(float, 5e-4, min=0, doc="learning rate floor [paper: 5e-4]"),
         "fit_classes": Field(str, "train", choices=("train", "trainval"),
-                             doc="`train`: hold out validation classes for model selection; "
-                                 "`trainval`: final refit on all seen classes"),
+                             doc="`train`: hold out validation classes to choose the epoch "
+                                 "count, gamma_cc and the calibration constant (then "
+                                 "`refit`); `trainval`: one fit on all seen classes, "
+                                 "nothing chosen on validation"),
+        "refit": Field(bool, True,
+                       doc="with fit_classes=train: after the choices, fit again on all "
+                           "seen (trainval) classes with the chosen epoch counts and "
+                           "learning rates; the test splits score that model (Xian et al.'s "
+                           "protocol). false: they score the model chosen on validation"),
         "val_seen_fraction": Field(float, 0.1, min=0, lt=1,
                                    doc="share of each training class's images held out for "
                                        "validation seen accuracy"),

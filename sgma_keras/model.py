@@ -85,7 +85,9 @@ class SGMA(keras.Model):
     training labels must be seen classes.
 
     Output: a dict with
-    - `scores` (B, num_classes): the fused score `s_y + gamma_cc <u, C_y>`;
+    - `scores` (B, num_classes): the fused score `s_y / a + gamma_cc <u, C_y> / b`
+      (`fuse_scores`, `(a, b) = head_scales`; the embedding scores alone in the
+      warm-up stage or without the class-center branch);
     - `embedding_scores`, `center_scores` (B, num_classes): the two heads;
     - `latent` (B, latent_dim): normalised class-center features `u_hat`;
     - `attention_maps` (B, h, w, K) (part_mode "attention");
@@ -128,7 +130,11 @@ class SGMA(keras.Model):
             `SemanticEmbedding`.
         center_enabled: use the class-center branch (loss and score).
         latent_dim, ridge_lambda: see `ClassCenterHead`.
-        gamma_cc: weight of the class-center score in the fused score.
+        gamma_cc: weight of the class-center head in the fused score
+            (`fuse_scores`); training chooses it on the validation classes.
+        head_scales: (embedding, class-center) divisors of each head in the
+            fused score; (1, 1) is the paper's sum. Training sets them to each
+            head's spread on the validation images, with `gamma_cc`.
         cpt_weight, div_weight, cls_weight, cct_weight: loss weights (the
             compactness weight multiplies the per-part sum; `div_weight` is
             lambda, `cls_weight` alpha, `cct_weight` beta).
@@ -196,6 +202,7 @@ class SGMA(keras.Model):
         class_names=None,
         calibration=None,
         calibration_classes=None,
+        head_scales=(1.0, 1.0),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -261,7 +268,6 @@ class SGMA(keras.Model):
         self.share_part_backbones = bool(share_part_backbones)
         self.separate_attention_backbone = bool(separate_attention_backbone)
         self.center_enabled = bool(center_enabled)
-        self.gamma_cc = float(gamma_cc)
         self.loss_weights_ = dict(
             cpt=float(cpt_weight), div=float(div_weight), cls=float(cls_weight), cct=float(cct_weight)
         )
@@ -305,6 +311,7 @@ class SGMA(keras.Model):
         )
         self.class_names = tuple(check_class_names(class_names, len(semantics), "SGMA"))
         self.calibration = None if calibration is None else float(calibration)
+        self.head_scales = head_scales
         self._calibration_classes = _class_ids(calibration_classes, len(semantics))
         self.loss_trackers = [keras.metrics.Mean(name=name) for name in LOSS_TERMS]
 
@@ -351,6 +358,33 @@ class SGMA(keras.Model):
             raise ValueError(f"SGMA: `div_reduction` must be 'sum' or 'mean', got {div_reduction!r}.")
 
     # --- structure ---
+
+    @property
+    def gamma_cc(self):
+        """Weight of the class-center head in the fused score (`fuse_scores`)."""
+        return self._args["gamma_cc"]
+
+    @gamma_cc.setter
+    def gamma_cc(self, value):
+        value = float(value)
+        if not value >= 0:
+            raise ValueError(f"SGMA: `gamma_cc` must be a number >= 0, got {value}.")
+        self._args["gamma_cc"] = value
+        self.reset_compiled_functions()
+
+    @property
+    def head_scales(self):
+        """(embedding, class-center) divisors of the heads in the fused score."""
+        return self._head_scales
+
+    @head_scales.setter
+    def head_scales(self, value):
+        scales = tuple(float(v) for v in value)
+        if len(scales) != 2 or not all(v > 0 and np.isfinite(v) for v in scales):
+            raise ValueError(
+                f"SGMA: `head_scales` must be two finite numbers > 0, got {list(value)}.")
+        self._head_scales = scales
+        self.reset_compiled_functions()
 
     @property
     def num_branches(self):
@@ -429,7 +463,8 @@ class SGMA(keras.Model):
             latent, center_scores = self.center_head(ops.reshape(theta, (ops.shape(theta)[0], -1)))
             outputs["latent"] = latent
             outputs["center_scores"] = center_scores
-            scores = scores + self.gamma_cc * ops.cast(center_scores, scores.dtype)
+            scores = fuse_scores(embedding_scores, center_scores, self.gamma_cc,
+                                 self.head_scales)
         outputs["scores"] = scores
         return outputs
 
@@ -701,10 +736,27 @@ class SGMA(keras.Model):
             seen_semantics=self.seen_semantics.tolist(),
             class_names=list(self.class_names),
             calibration=self.calibration,
+            head_scales=list(self.head_scales),
             calibration_classes=(None if self.calibration_classes is None
                                  else self.calibration_classes.tolist()),
         )
         return config
+
+
+def fuse_scores(embedding_scores, center_scores, gamma_cc, head_scales=(1.0, 1.0)):
+    """The fused score `s_y / a + gamma_cc * <u, C_y> / b` in float32, `(a, b) =
+    head_scales`.
+
+    The spec's late fusion `s_y + gamma_cc <u, C_y>` with each head divided by its
+    typical spread (the two spread about ten times apart, so that with `(1, 1)`
+    the embedding head decides alone); training measures the spreads on the
+    validation images (`sgma_keras.workflow.selection`). A fixed divisor per head
+    keeps a class's score independent of the other classes scored. Works on NumPy
+    arrays too.
+    """
+    embedding_scale, center_scale = (float(v) for v in head_scales)
+    return (ops.cast(embedding_scores, "float32") / embedding_scale
+            + (float(gamma_cc) / center_scale) * ops.cast(center_scores, "float32"))
 
 
 def _class_ids(ids, num_classes):

@@ -88,6 +88,7 @@ CHANGED = {
     "model.feature_layer": "some_layer",
     "model.tiny_width": 5,
     "model.peak_gradient_temperature": 0.3,  # default null
+    "model.gamma_cc": 2.0,  # default null (chosen on validation)
     "seed": 7,
 }
 # Keys whose changed value needs other keys changed with it (a real application

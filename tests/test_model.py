@@ -341,3 +341,28 @@ def test_box_anchor_cnet_predicts_boxes_without_the_peak():
         centres[anchor] = numpy(cropper.predict_boxes(maps))[0, 0, :2]
     np.testing.assert_allclose(centres["peak"], [3.5 / 4, 0.5 / 4], atol=1e-4)
     np.testing.assert_allclose(centres["cnet"], [0.5, 0.5], atol=1e-6)
+
+
+def test_fused_score_divides_each_head_by_its_scale_and_saves_them(tmp_path):
+    model = tiny_sgma(gamma_cc=3.0, head_scales=(2.0, 0.5))
+    x, _ = H.easy_batch()
+    out = {k: numpy(v) for k, v in model(x).items()}
+    np.testing.assert_allclose(
+        out["scores"], out["embedding_scores"] / 2.0 + 3.0 * out["center_scores"] / 0.5,
+        rtol=1e-5, atol=1e-5)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    again = keras.saving.load_model(path)
+    assert again.head_scales == (2.0, 0.5) and again.gamma_cc == 3.0
+    np.testing.assert_allclose(numpy(again(x)["scores"]), out["scores"], rtol=1e-5, atol=1e-5)
+    # A class's fused score does not depend on which other classes are scored.
+    semantics = np.asarray(model.semantics)
+    model.set_class_semantics(semantics[list(H.UNSEEN)])
+    np.testing.assert_allclose(numpy(model(x)["scores"]), out["scores"][:, list(H.UNSEEN)],
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scales", [(0.0, 1.0), (1.0, float("nan")), (1.0,)])
+def test_bad_head_scales_are_refused(scales):
+    with pytest.raises(ValueError, match="head_scales"):
+        tiny_sgma(head_scales=scales)

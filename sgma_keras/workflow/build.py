@@ -32,8 +32,11 @@ def model_kwargs(cfg):
 def build_model(cfg, data, seen_classes):
     """The SGMA model of `cfg` for `data`, trained on `seen_classes`."""
     names = getattr(data, "class_names", None)
+    kwargs = model_kwargs(cfg)
+    if kwargs["gamma_cc"] is None:  # chosen on validation after training; equal weight until then
+        kwargs["gamma_cc"] = 1.0
     return SGMA(semantics=data.semantics, seen_classes=seen_classes,
-                class_names=None if names is None else list(names), **model_kwargs(cfg))
+                class_names=None if names is None else list(names), **kwargs)
 
 
 def make_optimizer(train_cfg, learning_rate=None, alternate_steps=None):

@@ -56,6 +56,7 @@ DATA_ARGS = {
     "class_names": "the dataset's class names (saved with the model)",
     "calibration": "chosen on the validation split after training, stored in best.keras",
     "calibration_classes": "the dataset's seen classes, stored with the calibration",
+    "head_scales": "each head's spread on the validation images, measured after training",
 }
 
 
