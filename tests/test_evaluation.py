@@ -163,6 +163,32 @@ def test_cli_writes_results_json(cli_run, setup):
     assert not [f for f in os.listdir(out) if f.startswith(".")]  # no temp files left
 
 
+def test_gzsl_seen_set_is_the_classes_the_model_was_trained_on(cli_run, setup, caplog):
+    _, _, results = cli_run
+    assert results["trained_classes"] == results["gzsl_seen_classes"] == TRAIN_CLASSES
+    assert results["gzsl_unseen_classes"] == VAL_CLASSES + UNSEEN
+    assert results["split_seen_classes"] == SEEN
+    # A model fit on all seen classes (the protocol's): the split's seen set, no warning.
+    model = make_tiny_model(setup["data"].semantics, SEEN)
+    cfg = __import__("sgma_keras.config", fromlist=["load_config"]).load_config(setup["config"])
+    with caplog.at_level("WARNING", logger="sgma_keras"):
+        full = evaluation.evaluate_model(model, setup["data"], cfg,
+                                         str(setup["root"] / "eval_all_seen"), calibration=0.5)
+    assert full["trained_classes"] == full["gzsl_seen_classes"] == SEEN
+    assert full["gzsl_unseen_classes"] == UNSEEN
+    assert "GZSL counts as seen" not in caplog.text
+
+
+def test_results_report_each_head_and_the_fused_score(cli_run):
+    _, _, results = cli_run
+    heads = results["heads"]
+    assert set(heads) == {"embedding", "center", "fused"}
+    for figures in heads.values():
+        assert set(figures) == {"zsl_top1", "gzsl_u", "gzsl_s", "gzsl_h"}
+    assert heads["fused"]["zsl_top1"] == pytest.approx(results["zsl_top1"])
+    assert heads["fused"]["gzsl_h"] == pytest.approx(results["gzsl_h"])
+
+
 def test_cli_numbers_match_keras_metrics(cli_run):
     """model.evaluate with compiled ZSLAccuracy/GZSLAccuracy == the NumPy path."""
     _, _, results = cli_run
@@ -180,7 +206,8 @@ def test_cli_writes_csv_and_pngs(cli_run):
     assert [int(r[0]) for r in rows[1:]] == SEEN + UNSEEN
     by_class = {int(r[0]): r for r in rows[1:]}
     assert by_class[0][1] == "class 0" and by_class[0][4] == ""  # no ZSL for seen classes
-    assert [by_class[c][2] for c in SEEN + UNSEEN] == ["seen"] * 4 + ["unseen"] * 2
+    # The model was fit on the train classes: GZSL counts the validation class as unseen.
+    assert [by_class[c][2] for c in SEEN + UNSEEN] == ["seen"] * 3 + ["unseen"] * 3
     assert [int(by_class[c][3]) for c in SEEN + UNSEEN] == [2] * 4 + [4] * 2  # test images
     for row in rows[1:]:
         assert all(0.0 <= float(v) <= 1.0 for v in row[4:] if v)
@@ -275,3 +302,27 @@ def test_visual_indices_spread_over_both_test_splits():
     assert evaluation.visual_indices(8, 8, 3) == ([0, 7], [0])
     assert evaluation.visual_indices(1, 8, 4) == ([0], [0, 4, 7])
     assert evaluation.visual_indices(8, 8, 0) == ([], [])
+
+
+def test_choices_on_validation_scale_the_heads_and_pick_gamma_cc(setup):
+    from sgma_keras.config import load_config
+    from sgma_keras.workflow import selection
+    from sgma_keras.workflow.predictions import collect_predictions
+    from sgma_keras.workflow.protocol import validation_protocol
+
+    cfg = load_config(setup["config"])
+    model = checkpoints.load_checkpoint(setup["checkpoint"])
+    chosen = selection.choose_on_validation(model, setup["data"], cfg)
+    assert chosen["unseen_classes"] == VAL_CLASSES  # never the test classes
+    pred = collect_predictions(model, validation_protocol(setup["data"], cfg).val, cfg)
+    assert chosen["head_scales"] == pytest.approx(
+        [selection.head_spread(pred["embedding_scores"]),
+         selection.head_spread(pred["center_scores"])])
+    tried = chosen["gamma_cc"]["val_zsl_by_gamma_cc"]
+    assert [float(g) for g in tried] == list(selection.GAMMA_CC_GRID)
+    assert chosen["gamma_cc"]["val_zsl"] == max(tried.values())
+    assert np.isfinite(chosen["calibration"]["gamma"])
+    # A model fit on the validation classes cannot choose on them.
+    with pytest.raises(ValueError, match="validation classes"):
+        selection.choose_on_validation(make_tiny_model(setup["data"].semantics, SEEN),
+                                       setup["data"], cfg)

@@ -8,10 +8,13 @@ A run folder (`train.py`'s `output_dir`):
     run.json                     fingerprint of the result-changing keys, accepted changes
     state.json                   which stages are complete (resume point)
     checkpoints/                 warmup.weights.h5, init.weights.h5,
-                                 best.keras (best validation metric), last.keras, best.json
+                                 best.keras (best validation metric), last.keras, best.json,
+                                 choices.json (what was chosen on the validation classes),
+                                 refit_*.weights.h5, refit.keras (the refit on all seen
+                                 classes), final.keras (the scored model, with the choices)
     backup/<stage>/              BackupAndRestore state of the stage in progress
     logs/<stage>.csv             per-epoch logs; tensorboard/ for TensorBoard
-    eval/                        the test report of best.keras (see `evaluation`)
+    eval/                        the test report of final.keras (see `evaluation`)
 
 Every file is written beside its target and renamed over it (`sgma_keras.atomic_io`): a
 kill, even `kill -9`, at any moment leaves the old file or the new one, never a
@@ -172,7 +175,13 @@ class RunFolder:
 
     @property
     def best(self):
+        """The selection's checkpoint: the best validation epoch of the joint stage."""
         return os.path.join(self.checkpoints, "best.keras")
+
+    @property
+    def final(self):
+        """The model the test splits score, with the choices made on validation."""
+        return os.path.join(self.checkpoints, "final.keras")
 
     @property
     def eval(self):
@@ -318,6 +327,10 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         self.restored_epoch = None
 
     def on_train_begin(self, logs=None):
+        # `fit` starts at `model._initial_epoch` whenever it is set, and only a restore
+        # sets it: left over from the previous stage's restore, it would skip this
+        # stage's first epochs. Cleared here, it is set again only by this backup.
+        self.model._initial_epoch = None
         super().on_train_begin(logs)
         if os.path.exists(self._training_metadata_path):
             self.restored_epoch = self.model._initial_epoch
@@ -469,8 +482,11 @@ class BestAndLastCheckpoint(MonitorCallback):
 
 
 def default_checkpoint(cfg):
-    """`<output_dir>/checkpoints/best.keras`, what `train.py` writes."""
-    return os.path.join(cfg["output_dir"], "checkpoints", "best.keras")
+    """`<output_dir>/checkpoints/final.keras`, the model `train.py` hands over
+    (`best.keras` in a run folder that has no `final.keras`)."""
+    folder = RunFolder(cfg["output_dir"])
+    return folder.best if not os.path.exists(folder.final) and os.path.exists(
+        folder.best) else folder.final
 
 
 def ensure_writable_dir(path, what="results folder", hint="choose another with --output"):

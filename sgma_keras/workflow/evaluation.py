@@ -145,23 +145,27 @@ def calibrate_on_validation(model, data, cfg, seen_classes=None):
 # --------------------------------------------------------------------------
 
 
-def keras_metrics_evaluate(model, data, cfg, calibration=0.0):
+def keras_metrics_evaluate(model, data, cfg, calibration=0.0, gzsl_classes=None):
     """Test ZSL and GZSL with the Keras metrics and `model.evaluate`.
 
     Compiles `ZSLAccuracy` and two `GZSLAccuracy` (uncalibrated and with
     `calibration`) on the model and runs one `evaluate` pass over test_seen +
     test_unseen. Gives the same numbers as `evaluate_model`'s NumPy path.
 
+    `gzsl_classes`: the (seen, unseen) class ids of GZSL (`gzsl_classes`; default
+    the dataset's).
+
     Returns:
         dict with `zsl_top1`, `gzsl_u/s/h`, `gzsl_cal_u/s/h`.
     """
     n = model.num_classes
+    seen, unseen = gzsl_classes or (data.seen_classes, data.unseen_classes)
     model.compile(
         metrics=[
             ZSLAccuracy(n, data.unseen_classes, name="zsl_top1"),
-            GZSLAccuracy(n, data.seen_classes, data.unseen_classes, name="gzsl"),
-            GZSLAccuracy(n, data.seen_classes, data.unseen_classes,
-                         calibration=float(calibration or 0.0), name="gzsl_cal"),
+            GZSLAccuracy(n, seen, unseen, name="gzsl"),
+            GZSLAccuracy(n, seen, unseen, calibration=float(calibration or 0.0),
+                         name="gzsl_cal"),
         ]
     )
     split = readable_split(gzsl_test_split(data), cfg, "test images")
@@ -172,7 +176,8 @@ def keras_metrics_evaluate(model, data, cfg, calibration=0.0):
     return {k: float(logs[k]) for k in keys}
 
 
-def _draw_figures(model, kept, labels, data, output_dir, count, predictions=None):
+def _draw_figures(model, kept, labels, data, output_dir, count, predictions=None,
+                  seen_classes=None):
     files, skipped = {}, {}
     if kept["images"] is None or count == 0:
         return files, {"figures": "eval.visualize_images is 0"}
@@ -186,7 +191,7 @@ def _draw_figures(model, kept, labels, data, output_dir, count, predictions=None
         skipped["attention_png"] = f"model.part_mode={model.part_mode!r} has no attention maps"
     if model.cropper is not None and kept["boxes"] is not None:
         parts = model.cropper.crop(kept["images"], kept["boxes"])
-        seen = set(np.asarray(data.seen_classes).tolist())
+        seen = set(np.asarray(seen_classes).tolist())
         rows = [f"{'seen' if int(c) in seen else 'unseen'}: {data.class_names[int(c)]}"
                 for c in labels]
         plot_part_crops(to_numpy(parts), os.path.join(output_dir, PARTS_PNG), max_images=count,
@@ -220,8 +225,39 @@ def split_localisation(model, data, cfg, split_names=("test_seen", "test_unseen"
     return _part_localisation(data, preds)
 
 
+def gzsl_classes(model, data):
+    """(seen, unseen) class ids of GZSL for `model` on `data`: seen are the classes the
+    model was trained on, unseen every other class of the dataset. For a model fit on
+    all seen classes (the protocol) these are the dataset's seen and unseen classes."""
+    trained = model.seen_classes
+    if trained is None:  # the class set was swapped: the roles it keeps
+        trained = np.flatnonzero(model.seen_mask)
+    trained = np.unique(np.asarray(trained, dtype="int64"))
+    everything = np.union1d(data.seen_classes, data.unseen_classes)
+    return trained, np.setdiff1d(everything, trained)
+
+
+def head_accuracies(pred_by_split, data, seen, unseen):
+    """ZSL and GZSL (u, s, H) of each head alone and of the fused score."""
+    heads = {"embedding": "embedding_scores", "center": "center_scores", "fused": "scores"}
+    found = {}
+    unseen_pred = pred_by_split["test_unseen"]
+    both = [pred_by_split["test_seen"], unseen_pred]
+    labels = np.concatenate([p["labels"] for p in both])
+    for head, key in heads.items():
+        if unseen_pred[key] is None:
+            continue
+        scores = np.concatenate([p[key] for p in both])
+        zsl, _ = zero_shot.zsl_accuracy(unseen_pred[key], unseen_pred["labels"],
+                                        data.unseen_classes)
+        gzsl = zero_shot.gzsl_accuracy(scores, labels, seen, unseen)
+        found[head] = {"zsl_top1": zsl, "gzsl_u": gzsl["u"], "gzsl_s": gzsl["s"],
+                       "gzsl_h": gzsl["h"]}
+    return found
+
+
 def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=None,
-                   keras_metrics=False):
+                   keras_metrics=False, choices=None):
     """Evaluates `model` on the test splits of `data`; writes the results folder.
 
     Args:
@@ -231,10 +267,15 @@ def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=No
             the train.* keys of the validation protocol).
         output_dir: results folder (created; must be writable).
         checkpoint: path recorded in the results (and named in errors).
-        calibration: a calibration constant to use instead of choosing one on
-            the validation split (e.g. for a model refit on trainval).
+        calibration: a calibration constant to use instead of the model's own
+            (`model.calibration`, chosen on validation by training) or, for a model
+            without one, of choosing one on the validation split.
         keras_metrics: also compute the test metrics with `model.evaluate`
             and the compiled Keras metrics (`keras_metrics` in the JSON).
+        choices: what training chose on validation (recorded in the results).
+
+    GZSL counts as seen the classes the model was trained on (`gzsl_classes`); for a
+    model trained on other classes than the dataset's seen classes, a warning says so.
 
     Returns:
         The results dict (also written to `<output_dir>/results.json`).
@@ -244,11 +285,23 @@ def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=No
     name = checkpoint or "the model"
     check_checkpoint_matches(model_description(model), cfg, data, name)
 
-    # 1. Calibration on the validation split (never the test data).
-    if calibration is None:
-        cal = calibrate_on_validation(model, data, cfg, model.seen_classes)
-    else:
+    seen_ids, unseen_ids = gzsl_classes(model, data)
+    if set(seen_ids.tolist()) != set(np.asarray(data.seen_classes).tolist()):
+        log.warning(
+            "%s was trained on %d classes, not on the %d seen classes of %s: GZSL counts "
+            "as seen the classes it was trained on, the %d others as unseen.", name,
+            len(seen_ids), len(data.seen_classes), data.name, len(unseen_ids))
+
+    # 1. Calibration: given, the model's own (chosen on validation), or chosen on the
+    # validation split now (never the test data).
+    if calibration is not None:
         cal = {"split": "given", "gamma": float(calibration)}
+    elif model.calibration is not None:
+        cal = {"split": "validation (stored in the model)", "gamma": float(model.calibration)}
+        if choices is not None:
+            cal = {**choices["calibration"], "split": "validation"}
+    else:
+        cal = calibrate_on_validation(model, data, cfg, model.seen_classes)
     gamma = cal["gamma"]
 
     # 2. Test predictions (about half of the drawn images from each test split).
@@ -263,12 +316,16 @@ def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=No
 
     # 3. Accuracies.
     zsl, zsl_per_class = zero_shot.zsl_accuracy(unseen["scores"], unseen["labels"], data.unseen_classes)
-    gzsl = zero_shot.gzsl_accuracy(scores, labels, data.seen_classes, data.unseen_classes, per_class=True)
+    gzsl = zero_shot.gzsl_accuracy(scores, labels, seen_ids, unseen_ids, per_class=True)
     results = {
         "checkpoint": None if checkpoint is None else os.path.abspath(checkpoint),
         "dataset": data.name,
         "backend": keras.backend.backend(),
         "num_classes": int(data.num_classes),
+        "trained_classes": seen_ids.tolist(),
+        "gzsl_seen_classes": seen_ids.tolist(),
+        "gzsl_unseen_classes": unseen_ids.tolist(),
+        "split_seen_classes": np.asarray(data.seen_classes).tolist(),
         "num_seen_classes": int(len(data.seen_classes)),
         "num_unseen_classes": int(len(data.unseen_classes)),
         "num_test_seen_images": int(len(seen["labels"])),
@@ -279,12 +336,17 @@ def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=No
         "gzsl_s": gzsl["s"],
         "gzsl_h": gzsl["h"],
         "calibration": cal,
+        "fusion": {"gamma_cc": model.gamma_cc,
+                   "head_scales": list(model.head_scales),
+                   "chosen": None if choices is None else choices["gamma_cc"]},
+        "heads": head_accuracies({"test_seen": seen, "test_unseen": unseen}, data, seen_ids,
+                                 unseen_ids),
     }
     per_class = {"zsl": zsl_per_class, "gzsl": gzsl["per_class"]}
     marker = None
     if gamma is not None:
-        cal_gzsl = zero_shot.gzsl_accuracy(scores, labels, data.seen_classes, data.unseen_classes,
-                                    calibration=gamma, per_class=True)
+        cal_gzsl = zero_shot.gzsl_accuracy(scores, labels, seen_ids, unseen_ids,
+                                           calibration=gamma, per_class=True)
         results.update(gzsl_cal_u=cal_gzsl["u"], gzsl_cal_s=cal_gzsl["s"], gzsl_cal_h=cal_gzsl["h"])
         per_class["gzsl_calibrated"] = cal_gzsl["per_class"]
         marker = (cal_gzsl["s"], cal_gzsl["u"])
@@ -292,9 +354,9 @@ def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=No
         results.update(gzsl_cal_u=None, gzsl_cal_s=None, gzsl_cal_h=None)
 
     # 4. Seen-unseen curve and AUSUC (exact curve; the JSON keeps a sample of it).
-    s, u = zero_shot.seen_unseen_curve(scores, labels, data.seen_classes, data.unseen_classes)
+    s, u = zero_shot.seen_unseen_curve(scores, labels, seen_ids, unseen_ids)
     results["ausuc"] = zero_shot.ausuc(s, u)
-    cs, cu, cg = zero_shot.seen_unseen_curve(scores, labels, data.seen_classes, data.unseen_classes,
+    cs, cu, cg = zero_shot.seen_unseen_curve(scores, labels, seen_ids, unseen_ids,
                                       num_points=cfg["eval"]["calibration_points"],
                                       return_gammas=True)
     results["seen_unseen_curve"] = {"s": cs, "u": cu, "gamma": cg}
@@ -305,7 +367,7 @@ def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=No
     # 5. Per-class CSV, part localisation, figures.
     classes, counts = np.unique(labels, return_counts=True)
     write_per_class_csv(os.path.join(output_dir, PER_CLASS_CSV), data.class_names, per_class,
-                        seen_classes=data.seen_classes, image_counts=dict(zip(classes, counts)))
+                        seen_classes=seen_ids, image_counts=dict(zip(classes, counts)))
     results["part_localisation"] = _part_localisation(data, [seen, unseen])
     kept = {
         k: (None if unseen["kept"][k] is None and seen["kept"][k] is None else np.concatenate(
@@ -315,10 +377,10 @@ def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=No
     shown = np.concatenate([unseen["labels"][keep_unseen], seen["labels"][keep_seen]])
     # The figures show the GZSL prediction (calibrated when a constant was chosen).
     shown_scores = np.concatenate([unseen["scores"][keep_unseen], seen["scores"][keep_seen]])
-    seen_mask = np.isin(np.arange(shown_scores.shape[1]), data.seen_classes)
+    seen_mask = np.isin(np.arange(shown_scores.shape[1]), seen_ids)
     shown_pred = np.argmax(shown_scores - (gamma or 0.0) * seen_mask, axis=1)
     figure_files, skipped = _draw_figures(model, kept, shown, data, output_dir, count,
-                                          shown_pred)
+                                          shown_pred, seen_ids)
     files.update(figure_files)
     results["files"] = files
     if skipped:
@@ -326,7 +388,8 @@ def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=No
 
     # 6. Optional cross-check with the Keras metrics.
     if keras_metrics:
-        results["keras_metrics"] = keras_metrics_evaluate(model, data, cfg, gamma or 0.0)
+        results["keras_metrics"] = keras_metrics_evaluate(model, data, cfg, gamma or 0.0,
+                                                          (seen_ids, unseen_ids))
 
     results["elapsed_s"] = round(time.time() - started, 2)
     write_json_atomic(os.path.join(output_dir, RESULTS_FILE), results)
@@ -351,6 +414,11 @@ def format_results(results):
             f"H = {pct(results['gzsl_cal_h'])}"
         )
     lines.append(f"AUSUC: {results['ausuc']:.4f}")
+    heads = results.get("heads") or {}
+    if len(heads) > 1:
+        lines.append("Heads (ZSL / GZSL H): " + ", ".join(
+            f"{name} {pct(h['zsl_top1'])} / {pct(h['gzsl_h'])}" for name, h in heads.items())
+            + f" (gamma_cc = {results['fusion']['gamma_cc']:.3g})")
     loc = results.get("part_localisation")
     if loc:
         rates = ", ".join("n/a" if r is None else f"{100 * r:.1f}%" for r in loc["part_hit_rate"])

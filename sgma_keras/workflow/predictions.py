@@ -33,7 +33,8 @@ def collect_predictions(model, split, cfg, keep=(), what="images"):
 
     Returns:
         dict: `split` (the readable images), `labels` (N,), `scores`
-        (N, num_classes) float32, `boxes` (N, K, 3) or None, and `kept`:
+        (N, num_classes) float32 (the fused score), `embedding_scores` and
+        `center_scores` (each head alone, or None), `boxes` (N, K, 3) or None, and `kept`:
         `images`, `attention_maps` (or None), `boxes` of the `keep` indices.
     """
     split = readable_split(split, cfg, what)
@@ -48,6 +49,7 @@ def collect_predictions(model, split, cfg, keep=(), what="images"):
     )
     keep = set(int(i) for i in keep)
     scores, boxes, labels = [], [], []
+    heads = {"embedding_scores": [], "center_scores": []}
     kept = {"images": [], "attention_maps": [], "boxes": []}
     start = 0
     for images, y in iterate_naming_bad_images(ds, split.paths, what):
@@ -55,6 +57,9 @@ def collect_predictions(model, split, cfg, keep=(), what="images"):
         out = model.predict_on_batch(images)
         batch_scores = to_numpy(out["scores"]).astype("float32")
         scores.append(batch_scores)
+        for head, rows in heads.items():
+            if head in out:
+                rows.append(to_numpy(out[head]).astype("float32"))
         labels.append(y.numpy().astype("int64"))
         batch_boxes = to_numpy(out["boxes"]) if "boxes" in out else None
         if batch_boxes is not None:
@@ -74,6 +79,7 @@ def collect_predictions(model, split, cfg, keep=(), what="images"):
         "split": split,
         "labels": labels,
         "scores": np.concatenate(scores),
+        **{head: (np.concatenate(rows) if rows else None) for head, rows in heads.items()},
         "boxes": np.concatenate(boxes) if boxes else None,
         "kept": {k: (np.concatenate(v) if v else None) for k, v in kept.items()},
     }

@@ -8,7 +8,9 @@ the model's own table (`sgma_keras.model.MODEL_STAGES`); model selection uses th
 validation split of `protocol.protocol` only, never test classes.
 """
 
+import csv
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -18,6 +20,7 @@ from typing import Callable
 import keras
 import numpy as np
 
+from sgma_keras.atomic_io import write_json_atomic
 from sgma_keras.data.image_check import handle_bad_images, naming_bad_images
 from sgma_keras.data.pipeline import make_dataset
 from sgma_keras.distribution import distribution_scope
@@ -41,6 +44,7 @@ from sgma_keras.workflow.checkpoints import (
     trim_epoch_log,
 )
 from sgma_keras.workflow.evaluation import evaluate_model, split_localisation
+from sgma_keras.workflow.selection import CHOICES_FILE, choose_on_validation
 from sgma_keras.workflow.interrupts import raise_if_requested
 from sgma_keras.workflow.logs import AttentionImages, EpochLine, fit_verbosity
 from sgma_keras.workflow.protocol import protocol
@@ -52,9 +56,30 @@ class TrainingDiverged(UserError):
     """The loss became NaN or inf; the last good backup and checkpoints are kept."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One pass through the stages, on one set of classes.
+
+    Attributes:
+        name: "selection" (fit on the `train` classes, choices on the validation
+            classes) or "refit" (fit on all seen classes with those choices).
+        prefix: put before each stage's name in the run folder (state, logs, backups,
+            stage weights), so the two passes never share a file.
+        model_file: the phase's resulting model in `checkpoints/`.
+    """
+
+    name: str
+    prefix: str
+    model_file: str
+
+
+SELECTION = Phase("selection", "", "best.keras")
+REFIT = Phase("refit", "refit_", "refit.keras")
+
+
 @dataclasses.dataclass
 class Run:
-    """What the stages of one training run share."""
+    """What the stages of one phase of a training run share."""
 
     cfg: dict
     folder: RunFolder
@@ -64,6 +89,13 @@ class Run:
     train_ds: object
     val_ds: object
     verbose: object
+    phase: Phase = SELECTION
+    epochs: dict = dataclasses.field(default_factory=dict)  # stage name -> epochs
+    learning_rates: list | None = None  # per joint epoch (the refit replays selection's)
+
+    def key(self, stage):
+        """The stage's name in the run folder."""
+        return self.phase.prefix + stage.name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +120,7 @@ class Stage:
     doc: str = ""
 
     def epochs(self, cfg):
+        """The configured epochs (a refit runs those chosen on validation)."""
         return cfg["train"][self.name].get("epochs", 0)
 
     def learning_rate(self, cfg):
@@ -96,24 +129,24 @@ class Stage:
 
 def _fit_stage(run, stage):
     """Fits the model in `stage.model_stage` for the stage's epochs."""
-    cfg, model = run.cfg, run.model
+    cfg, model, key = run.cfg, run.model, run.key(stage)
+    epochs = run.epochs[stage.name]
     model.set_stage(stage.model_stage)
     metrics = _compile(model, cfg, stage.learning_rate(cfg), run.proto.val_classes,
                        _alternate_steps(run, stage))
     monitor = cfg["train"]["monitor"] if run.val_ds is not None else "loss"
     callbacks = _callbacks(run, stage, monitor, monitor_mode(monitor, metrics))
     # Rows of epochs the backup does not hold are written again on resume.
-    trim_epoch_log(run.folder.log_file(stage.name), backup_epoch(run.folder.backup(stage.name)))
+    trim_epoch_log(run.folder.log_file(key), backup_epoch(run.folder.backup(key)))
     fit_verbose, epoch_line = fit_verbosity(run.verbose)
-    if epoch_line:  # first: it shows the learning rate the epoch trained with
-        callbacks.insert(0, EpochLine(stage.name, stage.epochs(cfg),
-                                   MODEL_STAGES[stage.model_stage]["losses"]))
+    if epoch_line:  # after LearningRateLog: it shows the rate the epoch trained with
+        callbacks.insert(1, EpochLine(key, epochs, MODEL_STAGES[stage.model_stage]["losses"]))
     splits = [run.proto.fit] + ([] if run.proto.val is None else [run.proto.val])
     with naming_bad_images([p for split in splits for p in split.paths], "training images"):
         history = model.fit(
             run.train_ds,
             validation_data=run.val_ds,
-            epochs=stage.epochs(cfg),
+            epochs=epochs,
             callbacks=callbacks,
             steps_per_epoch=cfg["train"]["steps_per_epoch"],
             verbose=fit_verbose,
@@ -126,9 +159,9 @@ def _fit_stage(run, stage):
 
 def _diverged_message(run, stage, loss):
     """What a diverged stage kept (files that exist) and how to go on."""
-    backup = run.folder.backup(stage.name)
+    backup = run.folder.backup(run.key(stage))
     kept = [path for path in (os.path.join(backup, "latest.weights.h5"),
-                              *(run.folder.stage_weights(s.name) for s in STAGES),
+                              *(run.folder.stage_weights(run.key(s)) for s in STAGES),
                               os.path.join(run.folder.checkpoints, "best.keras"),
                               os.path.join(run.folder.checkpoints, "last.keras"))
             if os.path.exists(path)]
@@ -139,7 +172,7 @@ def _diverged_message(run, stage, loss):
            if run.cfg["train"][stage.name].get("learning_rate") is not None
            else "train.learning_rate")
     return (
-        f"Stage {stage.name!r}: the loss became {loss}; training stopped and {resume}. "
+        f"Stage {run.key(stage)!r}: the loss became {loss}; training stopped and {resume}. "
         f"Files kept: {', '.join(kept) if kept else 'none yet'}. Lower {key} (or the loss "
         "weights) and run again with --allow-config-change to resume from the backup, or "
         "start afresh with a new --output-dir."
@@ -164,6 +197,8 @@ def _log_localisation_after_init(run):
     """Logs how often the boxes hold an annotated part on the validation classes'
     images (when they have part annotations): the start that joint training's
     localisation is compared with (the test report gives the final one)."""
+    if run.phase is not SELECTION:
+        return
     split = run.data.splits.get("val")
     if split is None or split.part_locs is None or not len(split):
         return
@@ -227,21 +262,28 @@ def _compile(model, cfg, learning_rate, val_classes, alternate_steps=None):
 
 def _callbacks(run, stage, monitor, mode):
     train_cfg = run.cfg["train"]
+    key = run.key(stage)
     # The backup comes last: an epoch's log row and checkpoints are written before the
     # backup that skips the epoch on resume.
-    backup = SafeBackupAndRestore(run.folder.backup(stage.name),
+    backup = SafeBackupAndRestore(run.folder.backup(key),
                                   save_freq=train_cfg["backup_every_steps"],
                                   delete_checkpoint=False)
     callbacks = [
-        keras.callbacks.CSVLogger(run.folder.log_file(stage.name), append=True),
+        LearningRateLog(),  # first: every later callback and the CSV see the epoch's rate
+        keras.callbacks.CSVLogger(run.folder.log_file(key), append=True),
         keras.callbacks.TerminateOnNaN(),
     ]
     if train_cfg["tensorboard"]:
-        callbacks.append(keras.callbacks.TensorBoard(run.folder.tensorboard(stage.name)))
+        callbacks.append(keras.callbacks.TensorBoard(run.folder.tensorboard(key)))
         if run.proto.val is not None and stage.model_stage != "warmup":
-            callbacks.append(AttentionImages(run.folder.tensorboard(stage.name),
+            callbacks.append(AttentionImages(run.folder.tensorboard(key),
                                              _first_images(run.proto.val, run.cfg, 4)))
-    if stage.selects_model:
+    if stage.selects_model and run.learning_rates is not None:
+        # The refit replays the rates the selection's epochs trained with.
+        rates = run.learning_rates
+        callbacks.append(keras.callbacks.LearningRateScheduler(
+            lambda epoch, lr: rates[epoch] if epoch < len(rates) else lr))
+    elif stage.selects_model and run.phase is SELECTION:
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
                 monitor=monitor,
@@ -255,6 +297,18 @@ def _callbacks(run, stage, monitor, mode):
         )
         callbacks.append(BestAndLastCheckpoint(run.folder.checkpoints, monitor, mode))
     return [*callbacks, backup, StopWhenRequested()]
+
+
+class LearningRateLog(keras.callbacks.Callback):
+    """Adds `learning_rate`, the rate the epoch trained with, to the epoch's logs
+    (`logs/<stage>.csv` keeps it: a refit replays it)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self._rate
 
 
 class StopWhenRequested(keras.callbacks.Callback):
@@ -347,60 +401,133 @@ def _train_locked(cfg, folder, verbose):
     _probe_cache(cfg)
     data = load_data(cfg)
     check_split_images(cfg, data)
-    proto = protocol(data, cfg["train"], cfg["seed"])
-    log.info(
-        "Data %s: %d training images of %d classes, %d validation images, %d validation classes",
-        data.name, len(proto.fit), len(proto.seen_classes),
-        0 if proto.val is None else len(proto.val), len(proto.val_classes),
-    )
     train_cfg = cfg["train"]
+    proto = protocol(data, train_cfg, cfg["seed"])
+    refit = train_cfg["fit_classes"] == "train" and train_cfg["refit"]
     with distribution_scope(train_cfg["distribute"]) as replicas:
-        train_ds, val_ds = make_datasets(cfg, proto, replicas)
-        model = build_model(cfg, data, proto.seen_classes)
-        model.build((None, cfg["input"]["image_size"], cfg["input"]["image_size"], 3))
-        slots = 2 if train_cfg["optimizer"] != "sgd" else int(train_cfg["momentum"] > 0)
-        check_free_space(folder.root, 4 * checkpoint_bytes(model, slots))
-        run = Run(cfg, folder, data, proto, model, train_ds, val_ds, verbose)
-        done = folder.completed()
-        finished = [s.name for s in STAGES if s.name in done and not s.selects_model]
-        if finished and not any(s.selects_model and s.name in done for s in STAGES):
-            log.info("Resuming after stage %s", finished[-1])
-            load_weights_quietly(model, folder.stage_weights(finished[-1]))
-        for stage in STAGES:
-            if stage.name in done:
-                continue
-            if not train_cfg[stage.name]["enabled"] or not stage.applies(model):
-                log.info("Stage %s: skipped", stage.name)
-            else:
-                log.info("Stage %s (%s)%s", stage.name, stage.doc,
-                         f": {stage.epochs(cfg)} epochs" if stage.model_stage else "")
-                stage.run(run, stage)
-            raise_if_requested()  # a stop swallowed after the last batch ends here
-            model.set_stage("joint")
-            if not stage.selects_model:
-                save_weights_atomic(model, folder.stage_weights(stage.name))
-            elif not os.path.exists(folder.best):
-                save_model_atomic(model, folder.best)
-            folder.mark_completed(stage.name)
-            folder.remove_backup(stage.name)
-            done = folder.completed()
-
-    # Test evaluation of the model selected on validation (evaluate.py's full report).
-    best = keras.models.load_model(folder.best, compile=False)  # no optimizer state to warn about
-    log.info("Evaluating %s on the test splits", folder.best)
-    results = evaluate_model(best, data, cfg, folder.eval, checkpoint=folder.best)
-    store_calibration(best, results["calibration"].get("gamma"), data.seen_classes, folder.best)
+        epochs = {stage.name: stage.epochs(cfg) for stage in STAGES}
+        _run_phase(cfg, folder, data, proto, SELECTION, replicas, verbose, epochs)
+        choices = None
+        if train_cfg["fit_classes"] == "train":
+            choices = _choices(cfg, folder, data)
+        if refit:
+            refit_proto = protocol(data, {**train_cfg, "fit_classes": "trainval"}, cfg["seed"])
+            _run_phase(cfg, folder, data, refit_proto, REFIT, replicas, verbose,
+                       choices["epochs"], choices["learning_rates"])
+    scored = os.path.join(folder.checkpoints, (REFIT if refit else SELECTION).model_file)
+    model = keras.models.load_model(scored, compile=False)  # no optimizer state to warn about
+    apply_choices(model, choices)
+    save_model_atomic(model, folder.final)
+    log.info("Model %s: fit on %d classes (%s)%s; saved as %s", scored,
+             len(model.seen_classes), "all seen classes" if refit or proto.val is None
+             else "the seen classes less the validation classes",
+             "" if choices is None else f", gamma_cc {model.gamma_cc:.3g} and calibration "
+             f"{_short(model.calibration)} chosen on the validation classes", folder.final)
+    log.info("Evaluating %s on the test splits", folder.final)
+    results = evaluate_model(model, data, cfg, folder.eval, checkpoint=folder.final,
+                             choices=choices)
     return results
 
 
-def store_calibration(model, gamma, seen_classes, path):
-    """Saves `model` to `path` with the calibration constant chosen on validation and
-    the classes GZSL counts as seen (the dataset's), so that the checkpoint alone gives
-    evaluation's calibrated GZSL prediction (predict.py, the SavedModel)."""
-    model.calibration = None if gamma is None else float(gamma)
-    model.calibration_classes = np.asarray(seen_classes, dtype="int64")
-    save_model_atomic(model, path)
-    log.info("Calibration constant %s (chosen on validation) stored in %s", gamma, path)
+def _short(value):
+    return "none" if value is None else f"{value:.4g}"
+
+
+def _run_phase(cfg, folder, data, proto, phase, replicas, verbose, epochs,
+               learning_rates=None):
+    """Runs (or resumes) the stages of `phase` not yet completed."""
+    done = folder.completed()
+    keys = [phase.prefix + stage.name for stage in STAGES]
+    if all(key in done for key in keys):
+        return
+    train_cfg = cfg["train"]
+    log.info(
+        "%s: %d training images of %d classes, %d validation images of %d validation "
+        "classes (data %s)", "Selection" if phase is SELECTION else
+        "Refit on all seen classes", len(proto.fit), len(proto.seen_classes),
+        0 if proto.val is None else len(proto.val), len(proto.val_classes), data.name,
+    )
+    train_ds, val_ds = make_datasets(cfg, proto, replicas)
+    model = build_model(cfg, data, proto.seen_classes)
+    model.build((None, cfg["input"]["image_size"], cfg["input"]["image_size"], 3))
+    slots = 2 if train_cfg["optimizer"] != "sgd" else int(train_cfg["momentum"] > 0)
+    check_free_space(folder.root, 4 * checkpoint_bytes(model, slots))
+    run = Run(cfg, folder, data, proto, model, train_ds, val_ds, verbose, phase, epochs,
+              learning_rates)
+    finished = [run.key(s) for s in STAGES if run.key(s) in done and not s.selects_model]
+    if finished:
+        log.info("Resuming after stage %s", finished[-1])
+        load_weights_quietly(model, folder.stage_weights(finished[-1]))
+    for stage in STAGES:
+        key = run.key(stage)
+        if key in done:
+            continue
+        if not train_cfg[stage.name]["enabled"] or not stage.applies(model):
+            log.info("Stage %s: skipped", key)
+        else:
+            log.info("Stage %s (%s)%s", key, stage.doc,
+                     f": {epochs[stage.name]} epochs" if stage.model_stage else "")
+            stage.run(run, stage)
+        raise_if_requested()  # a stop swallowed after the last batch ends here
+        model.set_stage("joint")
+        model_file = os.path.join(folder.checkpoints, phase.model_file)
+        if not stage.selects_model:
+            save_weights_atomic(model, folder.stage_weights(key))
+        elif phase is not SELECTION or not os.path.exists(model_file):
+            save_model_atomic(model, model_file)
+        folder.mark_completed(key)
+        folder.remove_backup(key)
+        done = folder.completed()
+
+
+def _choices(cfg, folder, data):
+    """What the selection chose on the validation classes (`choices.json`): the epoch
+    count of each stage, the joint stage's learning rates, gamma_cc and the
+    head scales and calibration constant. Computed once, from `best.keras`; read back
+    on resume."""
+    path = os.path.join(folder.checkpoints, CHOICES_FILE)
+    if os.path.exists(path):
+        with open(path) as handle:
+            return json.load(handle)
+    best = keras.models.load_model(folder.best, compile=False)
+    chosen = choose_on_validation(best, data, cfg)
+    joint_epochs, rates = _selected_joint_epochs(cfg, folder)
+    chosen["epochs"] = {"warmup": STAGES[0].epochs(cfg), "init": 0, "joint": joint_epochs}
+    chosen["learning_rates"] = rates
+    write_json_atomic(path, chosen)
+    log.info("Chosen on the validation classes: joint epochs %d of %d, gamma_cc %s (validation "
+             "ZSL %.1f%%), calibration %s", joint_epochs, STAGES[2].epochs(cfg),
+             f"{chosen['gamma_cc']['value']:.3g}", 100 * chosen["gamma_cc"]["val_zsl"],
+             _short(chosen["calibration"]["gamma"]))
+    return chosen
+
+
+def _selected_joint_epochs(cfg, folder):
+    """(epochs up to the best validation epoch, the rates they trained with)."""
+    configured = STAGES[2].epochs(cfg)
+    record = os.path.join(folder.checkpoints, "best.json")
+    epochs = configured
+    if os.path.exists(record):
+        with open(record) as handle:
+            epochs = int(json.load(handle)["epoch"])
+    rates = []
+    log_file = folder.log_file("joint")
+    if os.path.exists(log_file):
+        with open(log_file, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        rates = [float(row["learning_rate"]) for row in rows[:epochs]
+                 if row.get("learning_rate") not in (None, "")]
+    return epochs, rates if len(rates) == epochs else None
+
+
+def apply_choices(model, choices):
+    """Sets what was chosen on validation on `model`: head scales, gamma_cc and the
+    calibration constant; GZSL counts as seen the classes the model was trained on."""
+    if choices is not None:
+        model.gamma_cc = choices["gamma_cc"]["value"]
+        model.head_scales = choices["head_scales"]
+        model.calibration = choices["calibration"]["gamma"]
+    model.calibration_classes = None  # the training classes
 
 
 def main_logging():
