@@ -68,10 +68,24 @@ def test_train_end_to_end_writes_run_folder(tmp_path, data_dir, caplog):
     for name in ["config.json", "versions.json", "state.json", "eval/results.json",
                  "checkpoints/best.keras", "checkpoints/last.keras",
                  "checkpoints/warmup.weights.h5", "checkpoints/init.weights.h5",
-                 "logs/warmup.csv", "logs/joint.csv"]:
+                 "checkpoints/choices.json", "checkpoints/refit.keras",
+                 "checkpoints/final.keras", "logs/warmup.csv", "logs/joint.csv",
+                 "logs/refit_warmup.csv", "logs/refit_joint.csv"]:
         assert os.path.exists(os.path.join(run, name)), name
     with open(os.path.join(run, "state.json")) as handle:
-        assert json.load(handle)["completed"] == ["warmup", "init", "joint"]
+        assert json.load(handle)["completed"] == ["warmup", "init", "joint", "refit_warmup",
+                                                  "refit_init", "refit_joint"]
+    # The protocol: the scored model was fit on all seen classes, GZSL counts exactly those.
+    from sgma_keras.workflow.build import load_data
+    split_seen = sorted(int(c) for c in load_data(cfg).seen_classes)
+    assert results["trained_classes"] == results["gzsl_seen_classes"] == split_seen
+    assert set(results["heads"]) == {"embedding", "center", "fused"}
+    with open(os.path.join(run, "checkpoints", "choices.json")) as handle:
+        choices = json.load(handle)
+    final = keras.saving.load_model(os.path.join(run, "checkpoints", "final.keras"))
+    assert final.gamma_cc == choices["gamma_cc"]["value"]
+    assert final.calibration == pytest.approx(choices["calibration"]["gamma"])
+    assert sorted(final.seen_classes.tolist()) == split_seen
     with open(os.path.join(run, "versions.json")) as handle:
         assert json.load(handle)["backend"] == keras.backend.backend()
     for key in ["zsl_top1", "gzsl_u", "gzsl_s", "gzsl_h"]:
@@ -130,7 +144,8 @@ def test_kill_mid_epoch_then_resume(tmp_path, data_dir):
     assert "Resuming from backup" in output
     assert "ZSL top-1" in output
     state = json.loads((tmp_path / "run" / "state.json").read_text())
-    assert state["completed"] == ["warmup", "init", "joint"]
+    assert state["completed"][:3] == ["warmup", "init", "joint"]
+    assert state["completed"][3:] == ["refit_warmup", "refit_init", "refit_joint"]
     assert not (tmp_path / "run" / "backup" / "joint").exists()
 
 

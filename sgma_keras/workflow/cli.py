@@ -221,7 +221,7 @@ def evaluate_parser():
                                     "calibrated GZSL, AUSUC, per-class accuracies, attention "
                                     "and part figures.")
     parser.add_argument("--checkpoint", help="SGMA .keras file (default: "
-                        "<output_dir>/checkpoints/best.keras).")
+                        "<output_dir>/checkpoints/final.keras).")
     parser.add_argument("--output", help="results folder (default: <output_dir>/eval).")
     parser.add_argument("--calibration", type=float,
                         help="use this calibration constant instead of choosing it on the "
@@ -264,7 +264,7 @@ def export_parser():
                                   "taking uint8 images and returning class scores, the "
                                   "predicted class and the part boxes.", config_required=False)
     parser.add_argument("--checkpoint", help="SGMA .keras file (default: "
-                        "<output_dir>/checkpoints/best.keras).")
+                        "<output_dir>/checkpoints/final.keras).")
     parser.add_argument("--output", help="SavedModel folder to write (default: "
                         "<output_dir>/saved_model).")
     parser.add_argument("--semantics", help="new class semantic matrix (.npy, or a text "
@@ -339,7 +339,7 @@ def predict_parser():
     parser.add_argument("images", nargs="+", help="image files or folders (searched "
                         "recursively for .jpg/.jpeg/.png/.gif/.bmp).")
     parser.add_argument("--model", required=True, help="SGMA .keras file (e.g. "
-                        "<output_dir>/checkpoints/best.keras) or SavedModel folder.")
+                        "<output_dir>/checkpoints/final.keras) or SavedModel folder.")
     parser.add_argument("--output", default="predictions.csv", help="CSV to write "
                         "(default: predictions.csv).")
     parser.add_argument("--classes", help="CSV or JSON of new classes: a name and the "

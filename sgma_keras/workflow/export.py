@@ -1,6 +1,6 @@
 """Export a trained SGMA model as a TensorFlow SavedModel for serving.
 
-`python export.py --config CONFIG [--checkpoint best.keras] --output DIR
+`python export.py --config CONFIG [--checkpoint final.keras] --output DIR
 [--semantics new.npy --class-names new.txt]` writes a SavedModel folder:
 
     saved_model.pb, variables/         the graph and the weights

@@ -4,7 +4,7 @@ descriptions, part boxes and attention maps.
 ```python
 from sgma_keras.workflow.predict import load_predictor
 
-predictor = load_predictor("runs/demo/checkpoints/best.keras")  # any backend
+predictor = load_predictor("runs/demo/checkpoints/final.keras")  # any backend
 result = predictor.predict(["bird.jpg", "photos/"], top_k=3)    # files or folders
 result.names[0], result.top_scores[0], result.boxes[0]
 predictor.add_classes(["new bird"], [[0, 1, 0, ...]])           # zero-shot: a new class
