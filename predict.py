@@ -3,8 +3,11 @@ runs/demo/checkpoints/best.keras photos/ [--classes new_classes.csv] [--mode
 zsl|gzsl|gzsl-calibrated] [--top-k 5] [--output predictions.csv] [--figures DIR]`.
 
 Writes a CSV (file, top-k class names and scores, part boxes). `--model` is a
-`.keras` file (any KERAS_BACKEND) or an exported SavedModel folder (TensorFlow).
-See `sgma_keras/workflow/predict.py`.
+`.keras` file (any KERAS_BACKEND, loaded in Keras's safe mode) or an exported
+SavedModel folder (TensorFlow). A SavedModel's graph is code that predicting runs:
+a folder whose graph holds ops export.py never writes is refused before it is
+loaded, unless `--trust-savedmodel`. `--skip-bad-images` drops unreadable image
+files instead of stopping. See `sgma_keras/workflow/predict.py`.
 """
 
 import sys

@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from sgma_keras.atomic_io import write_text_atomic
 from sgma_keras.errors import UserError
+from sgma_keras.text_input import MiB, read_text
 
 __all__ = [
     "PATH",
@@ -382,7 +383,8 @@ SCHEMA: dict[str, Any] = {
                                    "backbone's last conv block before pooling (vgg19: "
                                    "block5_conv4) [choice]"),
         "tiny_width": Field(int, 32, min=4, doc="base channel width of the tiny backbone"),
-        "num_parts": Field(int, 2, min=1, doc="K, the number of attention parts [paper: 2]"),
+        "num_parts": Field(int, 2, min=1, doc="K, the number of attention parts, at most the "
+                                                "backbone's feature channels [paper: 2]"),
         "part_mode": Field(str, "attention", choices=("attention", "random", "none"),
                            doc="part boxes from the attention subnet, random boxes "
                                "(ablation), or none (global branch only)"),
@@ -612,6 +614,25 @@ def _min_lr(min_lr, learning_rate):
                 f"{_num(learning_rate)}")
 
 
+# Channels of each backbone's default feature map (keras.applications' last conv block;
+# tiny: 4 x tiny_width). Each attention part is a group of channels.
+_FEATURE_CHANNELS = {"vgg19": 512, "resnet50": 2048, "resnet101": 2048}
+
+
+@_rule("model.num_parts", "model.part_mode", "model.backbone", "model.tiny_width",
+       "model.feature_layer")
+def _parts_per_channel(num_parts, part_mode, backbone, tiny_width, feature_layer):
+    if part_mode != "attention" or (feature_layer is not None and backbone != "tiny"):
+        return None  # random boxes need no channels; another tap's width is unknown here
+    channels = 4 * tiny_width if backbone == "tiny" else _FEATURE_CHANNELS.get(backbone)
+    if channels is not None and num_parts > channels:
+        where = (f"4 x model.tiny_width={tiny_width}" if backbone == "tiny"
+                 else "at its default feature layer")
+        return (f"model.num_parts: each part is a group of the backbone's feature "
+                f"channels, and {backbone} has {channels} ({where}); got {num_parts} parts: "
+                f"expected at most {channels}")
+
+
 @_rule("model.backbone", "model.weights")
 def _tiny_weights(backbone, weights):
     if backbone == "tiny" and weights == "imagenet":
@@ -688,13 +709,18 @@ def _pairs(pairs):
     return obj
 
 
+# Configs are a few KiB; the bound refuses /dev/urandom or a huge file before it fills
+# memory.
+MAX_CONFIG_BYTES = MiB
+
+
 def _read_json(path: str) -> Any:
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = read_text(path, "config file", MAX_CONFIG_BYTES,
+                         error=lambda message: ConfigError(message, source=path))
     except FileNotFoundError:
         raise ConfigError("config file not found", source=path) from None
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise ConfigError(f"cannot read config file: {e}", source=path) from None
     try:
         return json.loads(text, object_pairs_hook=_pairs)

@@ -66,6 +66,35 @@ def test_bad_config_imports_no_framework(tmp_path):
         assert _heavy(result) == "[]", script
 
 
+def test_endless_huge_or_binary_config_is_refused_at_once(tmp_path):
+    """Configs are read up to 1 MiB, as UTF-8: /dev/urandom (endless, binary), /dev/zero
+    (endless, valid UTF-8) and a Latin-1 file get one message each, no traceback."""
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"name": "caf\xe9"}')
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"name": "big", "_comment": "' + "x" * 2**20 + '"}')
+    cases = {str(latin): "byte 0xe9 at byte offset 13 (line 1)",
+             str(huge): "is larger than 1 MiB"}
+    for device in ("/dev/urandom", "/dev/zero"):
+        if os.path.exists(device):
+            cases[device] = "is larger than 1 MiB"
+    for path, message in cases.items():
+        result = _probe(os.path.join(ROOT, "train.py"), "--config", path)
+        assert result.returncode == 2, (path, result.stderr[-2000:])
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert f"config file {path!r}" in result.stderr
+        assert _heavy(result) == "[]", path
+
+
+@pytest.mark.parametrize("script,value", [("evaluate.py", "nan"), ("predict.py", "inf")])
+def test_non_finite_calibration_is_one_line_before_any_framework(script, value):
+    args = ["--config", "demo"] if script == "evaluate.py" else ["--model", "m.keras", "x.png"]
+    result = _probe(os.path.join(ROOT, script), *args, f"--calibration={value}")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == f"error: --calibration must be a finite number; got {value}"
+    assert _heavy(result) == "[]"
+
+
 def test_help_and_bad_config_answer_in_under_two_seconds(tmp_path):
     """Generous by design: the best of three tries (a shared machine has slow moments);
     measured about 0.1-0.2 s against ~4 s (--help) and ~10 s (bad config) when the

@@ -273,3 +273,135 @@ def test_saved_model_resizes_other_sizes_and_applies_the_calibration(exported, t
     with open(os.path.join(path, "assets.extra", export.EXPORT_JSON)) as handle:
         info = json.load(handle)
     assert info["calibration"] == 0.25 and info["gzsl_seen_classes"] == [0, 1, 2]
+
+
+# --- a SavedModel's graph is code: only an export's ops run without --trust-savedmodel ---
+
+
+def _posing_as_an_export(path, genuine, target):
+    """A `tf.Module` with an export's signatures and a copy of its assets.extra, whose
+    serving_default writes `target` from a nested function (reached through a call)."""
+    import tensorflow as tf
+
+    with open(os.path.join(genuine, "assets.extra", export.EXPORT_JSON)) as handle:
+        info = json.load(handle)
+    count = info["num_classes"]
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[])
+        def drop(self):
+            tf.io.write_file(target, "ran")
+            return tf.constant(0.0)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8,
+                                                    name="images")])
+        def serve(self, images):
+            n = tf.shape(images)[0]
+            return {"scores": tf.zeros([n, count]) + self.drop(),
+                    "boxes": tf.zeros([n, 0, 3])}
+
+        @tf.function(input_signature=[])
+        def class_info(self):
+            return {"class_names": tf.constant(info["class_names"]),
+                    "is_seen": tf.constant([True] * count),
+                    "calibration": tf.constant(0.0),
+                    "has_calibration": tf.constant(False)}
+
+    module = Module()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve,
+                                                  "class_info": module.class_info})
+    shutil.copytree(os.path.join(genuine, "assets.extra"), os.path.join(path, "assets.extra"))
+    return path
+
+
+def test_saved_model_with_foreign_ops_is_refused_before_it_runs(exported, tmp_path, capsys):
+    from PIL import Image
+
+    image = str(tmp_path / "bird.png")
+    Image.fromarray(np.full((IMAGE_SIZE, IMAGE_SIZE, 3), 90, np.uint8)).save(image)
+    target = tmp_path / "written_by_the_model"
+    posing = _posing_as_an_export(str(tmp_path / "posing"), exported["base_dir"], str(target))
+    assert "WriteFile" in export.untrusted_ops(posing)
+
+    code = cli.predict_main(["--model", posing, "--output", str(tmp_path / "p.csv"), image])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1, err
+    assert "WriteFile" in err and "--trust-savedmodel" in err and posing in err
+    assert not target.exists() and not (tmp_path / "p.csv").exists()
+
+    # Exports pass: every op of both exports is one export.py writes.
+    assert export.untrusted_ops(exported["base_dir"]) == []
+    assert export.untrusted_ops(exported["swapped_dir"]) == []
+    code = cli.predict_main(["--model", exported["base_dir"], "--output",
+                             str(tmp_path / "genuine.csv"), image])
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "genuine.csv").read_text().count("\n") == 2  # header and one image
+
+    # Told to trust it, the folder runs, code and all.
+    code = cli.predict_main(["--model", posing, "--trust-savedmodel", "--output",
+                             str(tmp_path / "p.csv"), image])
+    assert code == 0 and target.read_text() == "ran"
+
+
+def test_tensorflow_1_saved_model_is_refused(tmp_path):
+    """Without an object graph the loader would run the graph's init ops."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    folder = tmp_path / "v1"
+    folder.mkdir()
+    saved = saved_model_pb2.SavedModel()
+    saved.meta_graphs.add()  # a meta graph without object_graph_def
+    (folder / "saved_model.pb").write_bytes(saved.SerializeToString())
+    assert export.untrusted_ops(str(folder)) == ["<TensorFlow 1 SavedModel: init ops run at load>"]
+    (folder / "saved_model.pb").write_bytes(b"not a protobuf \xff\xff")
+    with pytest.raises(export.ExportError, match="Cannot read the SavedModel graph"):
+        export.untrusted_ops(str(folder))
+
+
+# --- a killed export leaves nothing the next one keeps ---
+
+
+def _dead_pid():
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    return int(child.stdout)
+
+
+def test_next_export_removes_what_a_killed_one_left(tmp_path):
+    dead, live = _dead_pid(), os.getppid()  # a process that ended, one that runs
+    output = tmp_path / "sm"
+    stale = tmp_path / f".sm.tmp-{dead}-0123abcd"
+    running = tmp_path / f".sm.tmp-{live}-4567cdef"
+    other = tmp_path / f".other.tmp-{dead}-0123abcd"  # another export's
+    moved = tmp_path / f".sm.old-{dead}-89abcdef"  # killed between the two renames
+    for folder in (stale, running, other, moved):
+        folder.mkdir()
+        (folder / "saved_model.pb").write_text(folder.name)
+
+    removed = export.remove_stale_temporaries(str(output))
+    assert removed == [str(stale)]
+    assert (output / "saved_model.pb").read_text() == moved.name  # put back
+    assert running.exists() and other.exists() and not moved.exists()
+
+    # The next export does it first: a killed one's folder never outlives it.
+    (tmp_path / f".sm.tmp-{dead}-fedcba98").mkdir()
+    (tmp_path / f".sm.old-{dead}-76543210").mkdir()
+    export._atomic_export(str(output), lambda tmp: os.makedirs(tmp))
+    left = sorted(f for f in os.listdir(tmp_path) if f.startswith(".sm."))
+    assert left == [running.name]
+    assert os.listdir(output) == []  # the new export
+
+
+# --- text inputs of an export ---
+
+
+def test_class_names_and_semantics_text_files_are_checked(tmp_path):
+    latin = tmp_path / "names.txt"
+    latin.write_bytes(b"sparrow\nmo\xefneau\n")
+    with pytest.raises(export.ExportError, match=r"byte 0xef at byte offset 10 \(line 2\)"):
+        export.read_class_names_file(str(latin))
+    zero = tmp_path / "semantics.txt"
+    zero.write_text("1 0 2\n0 0 0\n")
+    with pytest.raises(export.ExportError, match="row 2 is all zeros"):
+        export.read_semantics_file(str(zero))

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from sgma_keras.config import ConfigError, load_config
+from sgma_keras.errors import UserError
 from sgma_keras.workflow.checkpoints import RunFolder, RunFolderInUse
 from tests.test_training import ROOT, run_train_cli, tiny_overrides
 
@@ -419,3 +420,95 @@ def test_a_stop_swallowed_by_a_finalizer_stops_training_at_the_next_batch():
                   callbacks=[SignalDuringBatch(), Record(), StopWhenRequested()])
     assert stop.value.signum == signal.SIGTERM
     assert finished == [0, 1]  # not the 12 batches of 3 epochs
+
+
+# --------------------------------------------------------------------------
+# 10. More parts than feature channels; a second process writing an evaluation
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overrides,channels", [
+    (["model.tiny_width=8", "model.num_parts=40"], "tiny has 32 (4 x model.tiny_width=8)"),
+    (["model.backbone=vgg19", "model.weights=null", "model.num_parts=100000"], "vgg19 has 512 (at its default feature layer)"),
+])
+def test_more_parts_than_feature_channels_is_a_config_error(overrides, channels):
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["model.backbone=tiny", "model.weights=null", *overrides],
+                    check_paths=False)
+    assert caught.value.errors == [
+        f"model.num_parts: each part is a group of the backbone's feature channels, and "
+        f"{channels}; got {overrides[-1].split('=')[1]} parts: expected at most "
+        f"{channels.split(' has ')[1].split(' ')[0]}"]
+    # At most one channel per part is fine; other taps and part modes are not checked here.
+    load_config(None, ["model.backbone=tiny", "model.weights=null", "model.tiny_width=8",
+                       "model.num_parts=32"], check_paths=False)
+    load_config(None, ["model.backbone=tiny", "model.weights=null", "model.tiny_width=8",
+                       "model.num_parts=40", "model.part_mode=random"], check_paths=False)
+
+
+def test_evaluation_cleans_a_killed_one_and_names_a_training_run(tmp_path, caplog, capsys):
+    """evaluate.py killed with -9 leaves `.tmp-*` files in its results folder: the next one
+    removes them. Run while a training run holds the run folder, it says it scores that
+    run's checkpoint as it stands."""
+    import logging
+
+    from sgma_keras.workflow import cli, evaluation
+    from tests.test_evaluation import make_tiny_data, make_tiny_model, write_config
+
+    data = make_tiny_data(str(tmp_path / "data"))
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    make_tiny_model(data.semantics).save(str(run / "checkpoints" / "best.keras"))
+    config = write_config(tmp_path / "config.json", run, eval={"visualize_images": 0,
+                                                                "calibration_points": 5})
+    out = tmp_path / "results"
+    out.mkdir()
+    stale = [out / ".tmp-0a1b2c3d-results.json", out / ".tmp-4e5f6a7b-seen_unseen_curve.png"]
+    for path in stale:
+        path.write_text("half written")
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(evaluation, "load_data", lambda cfg: data)
+    try:
+        with RunFolder(str(run)), caplog.at_level(logging.WARNING, logger="sgma_keras"):
+            code = cli.evaluate_main(["--config", config, "--output", str(out),
+                                      "--calibration", "0.5"])
+    finally:
+        monkeypatch.undo()
+    assert code == 0, capsys.readouterr().err
+    assert not any(path.exists() for path in stale)
+    assert (out / evaluation.RESULTS_FILE).exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and f"Run folder {run} is in use by a training run (PID " \
+        f"{os.getpid()} on host" in warnings[0] and "best.keras" in warnings[0]
+
+    with pytest.raises(UserError, match="calibration must be a finite number"):
+        evaluation.run_evaluation({"output_dir": str(run)}, calibration=float("nan"))
+
+
+def test_results_folder_never_removes_what_a_live_writer_is_writing(tmp_path):
+    import fcntl
+
+    from sgma_keras.workflow.checkpoints import results_folder
+
+    run = tmp_path / "run"
+    out = run / "eval"
+    out.mkdir(parents=True)
+    live = out / ".tmp-0a1b2c3d-results.json"
+    live.write_text("being written")
+    # Another evaluation writing there (its shared lock on the folder): kept.
+    other = os.open(str(out), os.O_RDONLY)
+    fcntl.flock(other, fcntl.LOCK_SH)
+    try:
+        with results_folder(str(out), str(run)):
+            pass
+    finally:
+        os.close(other)
+    assert live.exists()
+    # A training run holding the run folder writes its own evaluation there: kept.
+    with RunFolder(str(run)):
+        with results_folder(str(out), str(run)):
+            pass
+    assert live.exists()
+    with results_folder(str(out), str(run)):  # nobody else: a killed writer's leftover
+        pass
+    assert not live.exists() and os.listdir(out) == []

@@ -334,3 +334,107 @@ def test_held_out_classes_added_from_a_classes_file_are_recognised(tmp_path):
     # The same number as evaluation's ZSL top-1 (same images, same classes, same rule).
     assert accuracy == pytest.approx(results["zsl_top1"], abs=1e-6)
     assert accuracy >= chance + LEARNING_MARGIN
+
+
+# --- inputs that must be refused in one line, before any model runs ---
+
+
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory):
+    """An untrained tiny SGMA .keras (5-d semantics) and a folder of two images: the
+    refusals below never need a trained model."""
+    from tests.test_evaluation import make_tiny_model
+
+    root = tmp_path_factory.mktemp("untrained")
+    semantics = np.random.default_rng(0).normal(size=(6, 5)).astype("float32")
+    make_tiny_model(semantics).save(str(root / "model.keras"))
+    (root / "photos").mkdir()
+    for i in range(2):
+        pixels = np.random.default_rng(i).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "photos" / f"{i}.png")
+    return root
+
+
+def _one_line_error(capsys):
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_classes_file_that_is_not_utf8_names_the_byte(untrained, tmp_path, capsys, monkeypatch):
+    path = tmp_path / "classes.csv"
+    path.write_bytes(b"sparrow,1,0,1,0,1\nmo\xefneau,0,1,0,1,0\n")
+    monkeypatch.setattr(predict, "load_predictor", lambda *a, **k: pytest.fail("model loaded"))
+    code = cli.predict_main(["--model", str(untrained / "model.keras"), "--classes", str(path),
+                             "--output", str(tmp_path / "p.csv"), str(untrained / "photos")])
+    err = _one_line_error(capsys)
+    assert code == 1
+    assert str(path) in err and "byte 0xef at byte offset 20 (line 2)" in err
+
+
+def test_all_zero_class_vector_is_refused(untrained, tmp_path, capsys, monkeypatch):
+    path = tmp_path / "classes.csv"
+    path.write_text("name,a,b,c,d,e\nsparrow,1,0,1,0,1\nnothing,0,0,0.0,-0,0\n")
+    monkeypatch.setattr(predict, "load_predictor", lambda *a, **k: pytest.fail("model loaded"))
+    code = cli.predict_main(["--model", str(untrained / "model.keras"), "--classes", str(path),
+                             "--output", str(tmp_path / "p.csv"), str(untrained / "photos")])
+    err = _one_line_error(capsys)
+    assert code == 1
+    assert f"{path}, row 3" in err and "'nothing' is 0" in err
+
+
+def test_non_finite_calibration_is_refused(untrained):
+    predictor = predict.load_predictor(str(untrained / "model.keras"))
+    pixels = np.zeros((1, 32, 32, 3), "float32")
+    for value in (float("nan"), float("inf"), "-inf"):
+        with pytest.raises(predict.PredictError, match="calibration must be a finite number"):
+            predictor.predict(pixels, calibration=value)
+    assert predictor.predict(pixels, calibration=0.5, mode="gzsl-calibrated").mode == \
+        "gzsl-calibrated"
+
+
+def test_bad_image_files_name_the_option_that_skips_them(untrained, tmp_path, capsys, caplog):
+    photos = tmp_path / "photos"
+    shutil.copytree(untrained / "photos", photos)
+    (photos / "notes.jpg").write_text("not an image")
+    args = ["--model", str(untrained / "model.keras"), "--output", str(tmp_path / "p.csv"),
+            str(photos)]
+    code = cli.predict_main(args)
+    err = _one_line_error(capsys)
+    assert code == 1 and "notes.jpg" in err and "--skip-bad-images" in err
+    assert "bad_images='skip'" not in err  # a config key predict.py has no way to set
+    assert not (tmp_path / "p.csv").exists()
+
+    with caplog.at_level(logging.WARNING, logger="sgma_keras"):
+        code = cli.predict_main(args + ["--skip-bad-images"])
+    assert code == 0
+    assert "Skipping 1 of 3 images" in caplog.text and "notes.jpg" in caplog.text
+    rows = _read_csv(tmp_path / "p.csv")[1:]
+    assert [os.path.basename(r[0]) for r in rows] == ["0.png", "1.png"]
+
+
+@pytest.mark.parametrize("dtype", [
+    {"module": "os", "class_name": "system", "config": {"command": "touch ran"},
+     "registered_name": None},
+    {"module": "keras.layers", "class_name": "Lambda",
+     "config": {"function": "lambda x: x"}, "registered_name": None},
+])
+def test_keras_file_whose_dtype_names_other_code_is_one_line(untrained, tmp_path, capsys,
+                                                             dtype):
+    import zipfile
+
+    source = zipfile.ZipFile(untrained / "model.keras")
+    config = json.loads(source.read("config.json"))
+    config["config"]["dtype"] = dtype
+    forged = tmp_path / "forged.keras"
+    with zipfile.ZipFile(forged, "w") as archive:
+        for name in source.namelist():
+            archive.writestr(name, json.dumps(config) if name == "config.json"
+                             else source.read(name))
+    code = cli.predict_main(["--model", str(forged), "--output", str(tmp_path / "p.csv"),
+                             str(untrained / "photos")])
+    err = _one_line_error(capsys)
+    assert code == 1
+    assert str(forged) in err and f"{dtype['module']}.{dtype['class_name']}" in err
+    assert "not a Keras dtype policy" in err
+    assert not (tmp_path / "p.csv").exists()

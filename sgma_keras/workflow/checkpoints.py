@@ -22,6 +22,7 @@ truncated one. Checkpoints are checked (`read_checkpoint_config`,
 `check_checkpoint_matches`) from the `.keras` archive's JSON before any model is built.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -98,19 +99,35 @@ class RunFolder:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder = os.pread(fd, 256, 0).decode("utf-8", "replace").split()
+            holder = _lock_holder(fd)
             os.close(fd)
-            pid = holder[0] if holder else "?"
-            host = holder[1] if len(holder) > 1 else "?"
             raise RunFolderInUse(
-                f"run folder {self.root!r} in use by PID {pid} on host {host} (lock "
-                f"{self.lock_path!r}); wait for that run to end, or choose another "
-                "--output-dir."
+                f"run folder {self.root!r} in use by {holder} (lock {self.lock_path!r}); "
+                "wait for that run to end, or choose another --output-dir."
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
         self._lock_fd = fd
         return self
+
+    def holder(self):
+        """"PID n on host h" of another process holding the folder's lock, else None.
+
+        Only looks (a shared lock taken and dropped at once): creates nothing.
+        """
+        if fcntl is None or self._lock_fd is not None:
+            return None
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except OSError:  # no lock file: no run ever locked the folder
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return _lock_holder(fd)
+        finally:
+            os.close(fd)  # also drops the shared lock
+        return None
 
     def unlock(self):
         if self._lock_fd is not None:
@@ -186,6 +203,64 @@ class RunFolder:
     @property
     def eval(self):
         return os.path.join(self.root, "eval")
+
+
+def _lock_holder(fd):
+    """"PID n on host h" as the holder of a lock file wrote it."""
+    holder = os.pread(fd, 256, 0).decode("utf-8", "replace").split()
+    pid = holder[0] if holder else "?"
+    host = holder[1] if len(holder) > 1 else "?"
+    return f"PID {pid} on host {host}"
+
+
+@contextlib.contextmanager
+def results_folder(output_dir, run_root=None, checkpoint=None):
+    """The span in which an evaluation writes its results folder `output_dir`.
+
+    Every evaluation holds a shared `flock` on the folder itself (no lock file) while
+    it writes there. The first to find no other holder (an exclusive lock granted)
+    removes the `.tmp-*` files a killed evaluation left, as training does in its run
+    folder, except while a training run holds `run_root` and the results folder lies
+    inside it (that run writes its own evaluation there). Where the file system
+    cannot lock folders, nothing is removed.
+
+    A checkpoint inside a run folder that a training run holds is named in a
+    warning: it is the run's current best, which the run may still replace.
+    """
+    training = RunFolder(run_root).holder() if run_root else None
+    if training and checkpoint is not None and _inside(checkpoint, run_root):
+        log.warning("Run folder %s is in use by a training run (%s): evaluating the "
+                    "checkpoint it has written so far, %s.", run_root, training, checkpoint)
+    fd = None
+    if fcntl is not None:
+        try:
+            fd = os.open(output_dir, os.O_RDONLY)
+        except OSError:
+            fd = None
+    try:
+        alone = False
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                alone = True
+            except BlockingIOError:  # another evaluation is writing here
+                pass
+            except OSError:  # no folder locks on this file system
+                os.close(fd)
+                fd = None
+        if alone and not (training and _inside(output_dir, run_root)):
+            RunFolder(output_dir).clean_temporary()
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while another one cleans
+        yield output_dir
+    finally:
+        if fd is not None:
+            os.close(fd)  # drops the lock
+
+
+def _inside(path, root):
+    path, root = os.path.realpath(path), os.path.realpath(root)
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 # --------------------------------------------------------------------------
@@ -564,7 +639,30 @@ def read_checkpoint_config(path):
             f"Checkpoint {path!r} holds a {saved.get('class_name')!r} model, not an "
             "SGMA model."
         )
+    _check_dtype_config(saved["config"].get("dtype"), path)
     return saved["config"]
+
+
+# The one SGMA argument Keras deserializes as an object when loading: only a dtype
+# policy of Keras's own may name a class there.
+_DTYPE_MODULES = ("keras", "keras.dtype_policies", "keras.src.dtype_policies.dtype_policy")
+_DTYPE_CLASSES = ("DTypePolicy", "FloatDTypePolicy")
+
+
+def _check_dtype_config(dtype, path):
+    if dtype is None or isinstance(dtype, str):
+        return
+    if (isinstance(dtype, dict) and dtype.get("module") in _DTYPE_MODULES
+            and dtype.get("class_name") in _DTYPE_CLASSES
+            and isinstance(dtype.get("config"), dict)
+            and set(dtype["config"]) == {"name"} and isinstance(dtype["config"]["name"], str)):
+        return
+    named = (f"{dtype.get('module')}.{dtype.get('class_name')}" if isinstance(dtype, dict)
+             else type(dtype).__name__)
+    raise CheckpointError(
+        f"Checkpoint {path!r}: its model's dtype names {named[:80]!r}, not a Keras dtype "
+        "policy; refused without loading it (a model file should not name other code)."
+    )
 
 
 def model_description(model):
@@ -670,6 +768,9 @@ def load_checkpoint(path):
     """Loads an SGMA `.keras` file (any backend), uncompiled."""
     read_checkpoint_config(path)  # clear errors for missing / wrong files
     try:
-        return keras.saving.load_model(path, compile=False)
+        return keras.saving.load_model(path, compile=False)  # safe mode: no lambdas
     except Exception as error:  # noqa: BLE001 - reported with the file name
-        raise CheckpointError(f"Cannot load checkpoint {path!r}: {error}") from error
+        # Keras's messages quote whole configs over many lines: the first line only.
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        first = lines[0] if len(lines[0]) <= 300 else lines[0][:300] + " ..."
+        raise CheckpointError(f"Cannot load checkpoint {path!r}: {first}") from error

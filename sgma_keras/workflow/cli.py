@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import functools
 import logging
+import math
 import os
 import signal
 import sys
@@ -118,6 +119,14 @@ def _setup_logging(verbose=False):
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         ours.addHandler(handler)
+
+
+def _not_finite(value, option):
+    """The error line of a float option that is NaN or infinite (argparse's float
+    takes "nan" and "inf"), else None."""
+    if value is None or math.isfinite(value):
+        return None
+    return f"error: {option} must be a finite number; got {value}"
 
 
 def _fail(error):
@@ -235,6 +244,10 @@ def evaluate_parser():
 @_guarded
 def evaluate_main(argv=None):
     args = evaluate_parser().parse_args(argv)
+    bad = _not_finite(args.calibration, "--calibration")
+    if bad:
+        print(bad, file=sys.stderr)
+        return 2
     cfg = _load_config(args.config, args.set)
     if cfg is None:
         return 2
@@ -339,7 +352,15 @@ def predict_parser():
     parser.add_argument("images", nargs="+", help="image files or folders (searched "
                         "recursively for .jpg/.jpeg/.png/.gif/.bmp).")
     parser.add_argument("--model", required=True, help="SGMA .keras file (e.g. "
-                        "<output_dir>/checkpoints/final.keras) or SavedModel folder.")
+                        "<output_dir>/checkpoints/final.keras; loaded in Keras's safe mode) "
+                        "or SavedModel folder from export.py. A SavedModel's graph is code "
+                        "that predicting runs: a folder whose graph holds ops export.py "
+                        "never writes (e.g. file reads or writes) is refused before it is "
+                        "loaded; see --trust-savedmodel.")
+    parser.add_argument("--trust-savedmodel", action="store_true", help="run a SavedModel "
+                        "--model even when its graph holds ops export.py never writes: it "
+                        "then runs whatever code the folder's author put in it. Only for "
+                        "folders from someone you trust.")
     parser.add_argument("--output", default="predictions.csv", help="CSV to write "
                         "(default: predictions.csv).")
     parser.add_argument("--classes", help="CSV or JSON of new classes: a name and the "
@@ -358,6 +379,9 @@ def predict_parser():
     parser.add_argument("--figures", help="folder for one figure per image: attention maps "
                         "and part boxes, titled with the prediction.")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--skip-bad-images", action="store_true", help="drop image files "
+                        "that are missing or cannot be decoded (every file is decoded "
+                        "first), with a warning naming them, instead of stopping.")
     parser.add_argument("--verbose", action="store_true",
                         help="keep the frameworks' start-up and info lines, silenced by "
                              "default.")
@@ -370,6 +394,10 @@ def predict_main(argv=None):
     if args.top_k < 1 or args.batch_size < 1:
         print(ConfigError("--top-k and --batch-size must be >= 1"), file=sys.stderr)
         return 2
+    bad = _not_finite(args.calibration, "--calibration")
+    if bad:
+        print(bad, file=sys.stderr)
+        return 2
 
     with _quiet_start(args.verbose):
         from sgma_keras.workflow.predict import run_predict
@@ -378,7 +406,9 @@ def predict_main(argv=None):
     try:
         result = run_predict(args.model, args.images, args.output, args.classes,
                              args.replace_classes, args.mode, args.top_k, args.figures,
-                             args.batch_size, args.calibration)
+                             args.batch_size, args.calibration,
+                             trust_savedmodel=args.trust_savedmodel,
+                             skip_bad_images=args.skip_bad_images)
     except UserError as error:
         return _fail(error)
     for i in range(min(len(result), 20)):

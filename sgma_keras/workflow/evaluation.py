@@ -41,6 +41,7 @@ values of the semantic matrix, image size, training classes).
 import csv
 import io
 import logging
+import math
 import os
 import time
 
@@ -50,6 +51,7 @@ import numpy as np
 from sgma_keras import zero_shot
 from sgma_keras.atomic_io import write_json_atomic, write_text_atomic
 from sgma_keras.data.pipeline import make_dataset
+from sgma_keras.errors import UserError
 from sgma_keras.metrics import GZSLAccuracy, ZSLAccuracy
 from sgma_keras.plots import plot_attention_grid, plot_part_crops, plot_seen_unseen_curve
 from sgma_keras.workflow.build import eval_batch_size, load_data
@@ -62,6 +64,7 @@ from sgma_keras.workflow.checkpoints import (
     load_checkpoint,
     model_description,
     read_checkpoint_config,
+    results_folder,
 )
 from sgma_keras.workflow.predictions import collect_predictions, readable_split, to_numpy
 from sgma_keras.workflow.protocol import gzsl_test_split, validation_protocol
@@ -295,7 +298,7 @@ def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=No
     # 1. Calibration: given, the model's own (chosen on validation), or chosen on the
     # validation split now (never the test data).
     if calibration is not None:
-        cal = {"split": "given", "gamma": float(calibration)}
+        cal = {"split": "given", "gamma": _given_calibration(calibration)}
     elif model.calibration is not None:
         cal = {"split": "validation (stored in the model)", "gamma": float(model.calibration)}
         if choices is not None:
@@ -396,6 +399,17 @@ def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=No
     return results
 
 
+def _given_calibration(value):
+    """A given calibration constant as a float; NaN or infinity (which would make
+    every calibrated score NaN) is a UserError."""
+    if value is None:
+        return None
+    number = float(value)
+    if not math.isfinite(number):
+        raise UserError(f"calibration must be a finite number; got {value!r}.")
+    return number
+
+
 def format_results(results):
     pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     lines = [
@@ -429,13 +443,17 @@ def format_results(results):
 def run_evaluation(cfg, checkpoint=None, output_dir=None, calibration=None, keras_metrics=False):
     """The `evaluate.py` pipeline: cheap checks first, then data, model, evaluation."""
     checkpoint = checkpoint or default_checkpoint(cfg)
+    calibration = _given_calibration(calibration)
     output_dir = ensure_writable_dir(output_dir or RunFolder(cfg["output_dir"]).eval)
     saved = describe_checkpoint(read_checkpoint_config(checkpoint))
     check_checkpoint_matches(saved, cfg, None, repr(checkpoint))
-    data = load_data(cfg)
-    check_checkpoint_matches(saved, cfg, data, repr(checkpoint))
-    model = load_checkpoint(checkpoint)
-    return evaluate_model(model, data, cfg, output_dir, checkpoint, calibration, keras_metrics)
+    # Locked while written; temporaries of a killed evaluation are removed first.
+    with results_folder(output_dir, cfg["output_dir"], checkpoint):
+        data = load_data(cfg)
+        check_checkpoint_matches(saved, cfg, data, repr(checkpoint))
+        model = load_checkpoint(checkpoint)
+        return evaluate_model(model, data, cfg, output_dir, checkpoint, calibration,
+                              keras_metrics)
 
 
 def write_per_class_csv(path, class_names, accs_by_setting, seen_classes=None,

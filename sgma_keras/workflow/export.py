@@ -39,11 +39,17 @@ The SavedModel is written with `keras.export.ExportArchive` under the
 TensorFlow backend. A model of another backend is saved to a `.keras` file and
 exported by a subprocess running with `KERAS_BACKEND=tensorflow` (a `.keras`
 file loads under any backend). The folder is written to a temporary sibling
-and renamed into place, so a crash never leaves a half-written export.
+and renamed into place, so a crash never leaves a half-written export; a
+temporary left by a killed export is removed by the next export to that folder.
+
+A SavedModel's graph is code. `predict.py` runs a folder only when every op its
+functions can run is one export.py writes (`SAVED_MODEL_OPS`, read from
+saved_model.pb without loading it: `saved_model_ops`), unless told to trust it.
 """
 
 import datetime
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -56,6 +62,7 @@ import numpy as np
 
 from sgma_keras.data.pipeline import resize_image
 from sgma_keras.errors import UserError
+from sgma_keras.text_input import MiB, read_text
 from sgma_keras.workflow.checkpoints import (
     check_checkpoint_matches,
     describe_checkpoint,
@@ -68,10 +75,110 @@ EXPORT_JSON = "sgma_export.json"
 CLASS_NAMES_FILE = "class_names.txt"
 SEMANTICS_FILE = "semantics.npy"
 SIGNATURE = "serving_default"
+MAX_TEXT_BYTES = 256 * MiB  # class names and semantic matrices given as text
 
 
 class ExportError(UserError):
     """A problem with the inputs of an export, explained for the user."""
+
+
+# --------------------------------------------------------------------------
+# What an export's graph may hold (checked before a SavedModel is run)
+# --------------------------------------------------------------------------
+
+# A SavedModel's graph is code: `tf.saved_model.load` runs functions of the folder
+# (resource initialisers, restore functions) and every call of a signature runs its
+# graph, which may read, write or delete files (WriteFile, MatchingFiles, PrintV2 to a
+# file, SaveV2 ...). `saved_model_ops` reads the op types of everything loading and
+# calling can run from saved_model.pb without loading it; `predict` runs a folder only
+# when they are all in this list: the ops export.py's graphs use (every backbone and
+# part mode, float32 and mixed precision, measured) and close variants TensorFlow may
+# lower the same Keras ops to. All compute on tensors and the model's own variables.
+SAVED_MODEL_OPS = frozenset({
+    # measured in exports of every model.backbone, part_mode and precision
+    "AddV2", "ArgMax", "AssignVariableOp", "AvgPool", "BatchMatMulV2", "BiasAdd",
+    "BroadcastTo", "Cast", "ConcatV2", "Const", "Conv2D", "Einsum", "ExpandDims", "Fill",
+    "Floor", "FloorMod", "GatherV2", "Greater", "GreaterEqual", "Identity", "IsFinite",
+    "Less", "LessEqual", "Log", "LogicalAnd", "MatMul", "Max", "MaxPool", "Maximum",
+    "Mean", "Minimum", "Mul", "NoOp", "Pack", "Pad", "PartitionedCall", "Range",
+    "ReadVariableOp", "RealDiv", "Relu", "Reshape", "ResizeBilinear", "ReverseV2",
+    "Rsqrt", "ScaleAndTranslate", "SelectV2", "Shape", "Sigmoid", "Softmax", "Square",
+    "Squeeze", "StatefulPartitionedCall", "StatelessIf", "StatelessRandomGetKeyCounter",
+    "StatelessRandomUniformV2", "StopGradient", "StridedSlice", "Sub", "Sum", "Tile",
+    "Transpose", "ZerosLike",
+    # the same computations as other TensorFlow versions may write them
+    "Abs", "ArgMin", "BatchMatMulV3", "Ceil", "DepthwiseConv2dNative", "EnsureShape",
+    "Equal", "Exp", "FloorDiv", "FusedBatchNormV3", "IdentityN", "If", "LogicalNot",
+    "LogicalOr", "Min", "Neg", "NotEqual", "OnesLike", "Prod", "Reciprocal", "Relu6",
+    "ResizeNearestNeighbor", "Round", "Select", "Slice", "Split", "SplitV", "Sqrt",
+    "SquaredDifference", "Tanh", "Unpack",
+})
+
+
+def saved_model_ops(path):
+    """Op types of every function `tf.saved_model.load(path)` and its signatures can
+    run, read from saved_model.pb without loading or running anything.
+
+    The roots are the functions the object graph names (signatures, methods,
+    resource and restore functions); calls, control-flow branches and gradients are
+    followed through the function library. A SavedModel without an object graph
+    (TensorFlow 1) would run its init ops at load: its ops are reported as such.
+
+    Returns:
+        A set of op type names.
+
+    Raises:
+        ExportError: saved_model.pb cannot be read or parsed.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2  # protobuf only: runs nothing
+
+    pb = os.path.join(os.fspath(path), "saved_model.pb")
+    saved = saved_model_pb2.SavedModel()
+    try:
+        with open(pb, "rb") as handle:
+            saved.ParseFromString(handle.read())
+    except Exception as error:  # noqa: BLE001 - any parse failure is a refusal
+        raise ExportError(f"Cannot read the SavedModel graph {pb!r} "
+                          f"({type(error).__name__}).") from None
+    if len(saved.meta_graphs) != 1 or not saved.meta_graphs[0].HasField("object_graph_def"):
+        # TensorFlow 1 layout: the loader runs the graph's init and restore ops.
+        return {"<TensorFlow 1 SavedModel: init ops run at load>"}
+    meta = saved.meta_graphs[0]
+    library = {f.signature.name: f for f in meta.graph_def.library.function}
+    gradients = {g.function_name: g.gradient_func for g in meta.graph_def.library.gradient}
+    objects = meta.object_graph_def
+    todo = list(objects.concrete_functions)
+    for node in objects.nodes:
+        kind = node.WhichOneof("kind")
+        if kind == "function":
+            todo += list(node.function.concrete_functions)
+        elif kind == "bare_concrete_function":
+            todo.append(node.bare_concrete_function.concrete_function_name)
+    ops, done = set(), set()
+    while todo:
+        name = todo.pop()
+        if name in done:
+            continue
+        done.add(name)
+        function = library.get(name)
+        if function is None:  # a primitive op named as a function runs as that op
+            ops.add(name)
+            continue
+        if name in gradients:
+            todo.append(gradients[name])
+        for node in function.node_def:
+            todo.append(node.op)
+            for value in node.attr.values():
+                if value.HasField("func"):
+                    todo.append(value.func.name)
+                if value.HasField("list"):
+                    todo += [f.name for f in value.list.func]
+    return ops
+
+
+def untrusted_ops(path):
+    """The sorted op types of `saved_model_ops(path)` that export.py never writes."""
+    return sorted(saved_model_ops(path) - SAVED_MODEL_OPS)
 
 
 # --------------------------------------------------------------------------
@@ -92,9 +199,10 @@ def read_semantics_file(path):
         if path.endswith(".npy"):
             matrix = np.load(path, allow_pickle=False)
         else:
-            with open(path) as handle:
-                text = handle.read().replace(",", " ")
-            matrix = np.loadtxt(text.splitlines(), ndmin=2)
+            text = read_text(path, "Semantics file", MAX_TEXT_BYTES, error=ExportError)
+            matrix = np.loadtxt(text.replace(",", " ").splitlines(), ndmin=2)
+    except ExportError:
+        raise
     except (ValueError, OSError) as error:
         raise ExportError(f"Cannot read the semantic matrix {path!r}: {error}") from None
     matrix = np.asarray(matrix, dtype="float32")
@@ -105,6 +213,10 @@ def read_semantics_file(path):
         )
     if not np.all(np.isfinite(matrix)):
         raise ExportError(f"Semantic matrix {path!r} holds NaN or infinite values.")
+    zero = np.flatnonzero(~matrix.any(axis=1))
+    if zero.size:
+        raise ExportError(f"Semantic matrix {path!r}: row {zero[0] + 1} is all zeros; every "
+                          "class needs a non-zero semantic vector.")
     return matrix
 
 
@@ -113,8 +225,8 @@ def read_class_names_file(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ExportError(f"Class names file not found: {path!r}.")
-    with open(path, encoding="utf-8") as handle:
-        names = [line.strip() for line in handle if line.strip()]
+    text = read_text(path, "Class names file", MAX_TEXT_BYTES, error=ExportError)
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise ExportError(f"Class names file {path!r} is empty; expected one name a line.")
     return names
@@ -219,6 +331,11 @@ def _write_saved_model(model, path, class_names, metadata):
     )
     archive.add_endpoint("class_info", class_info, input_signature=[])
     archive.write_out(path, verbose=False)
+    unknown = untrusted_ops(path)
+    if unknown:  # e.g. another TensorFlow version lowers a layer to other ops
+        logging.getLogger("sgma_keras").warning(
+            "This export's graph holds ops predict.py does not expect (%s): predicting "
+            "from it will need --trust-savedmodel; please report it.", ", ".join(unknown))
 
     extra = os.path.join(path, "assets.extra")
     os.makedirs(extra, exist_ok=True)
@@ -274,15 +391,66 @@ def _write_saved_model(model, path, class_names, metadata):
         handle.write("\n")
 
 
+def _process_is_gone(pid):
+    """True when no process `pid` runs on this machine."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. another user's process
+        return False
+    return False
+
+
+def remove_stale_temporaries(output):
+    """Removes the temporary folders a killed export to `output` left beside it.
+
+    `_atomic_export` names them `.<name>.tmp-<pid>-*` (the export being written) and
+    `.<name>.old-<pid>-*` (the previous export, while the new one is renamed into
+    place); those of a process that no longer runs are stale. A stale previous
+    export is put back when `output` is missing (killed between the two renames).
+    A live export's temporaries (its process still runs here) are left alone.
+    Returns the removed paths.
+    """
+    parent, base = os.path.split(os.path.abspath(output))
+    removed = []
+    try:
+        names = sorted(os.listdir(parent))
+    except OSError:
+        return removed
+    for name in names:
+        for kind in ("tmp", "old"):
+            prefix = f".{base}.{kind}-"
+            pid = name[len(prefix):].split("-", 1)[0] if name.startswith(prefix) else ""
+            if not pid.isdigit() or not _process_is_gone(int(pid)):
+                continue
+            path = os.path.join(parent, name)
+            if kind == "old" and not os.path.exists(output):
+                os.rename(path, output)
+                logging.getLogger("sgma_keras").info(
+                    "Put back the export %s that a killed export had moved aside", output)
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if removed:
+        logging.getLogger("sgma_keras").info(
+            "Removed %d temporary folder(s) of a killed export: %s", len(removed),
+            ", ".join(removed[:3]))
+    return removed
+
+
 def _atomic_export(output, write):
     """Runs `write(tmp)` on a temporary sibling folder, then renames it to `output`."""
     parent, base = os.path.split(output)
+    remove_stale_temporaries(output)
     tmp = os.path.join(parent, f".{base}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     old = None
     try:
         write(tmp)
         if os.path.exists(output):
-            old = os.path.join(parent, f".{base}.old-{uuid.uuid4().hex[:8]}")
+            old = os.path.join(parent, f".{base}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             os.rename(output, old)
         os.rename(tmp, output)
     except BaseException:

@@ -13,6 +13,11 @@ predictor.add_classes(["new bird"], [[0, 1, 0, ...]])           # zero-shot: a n
 A `.keras` checkpoint holds its class names and the calibration constant chosen on
 validation (`SGMA.class_names`, `SGMA.calibration`); an exported SavedModel folder
 (`export.py`) works too, with TensorFlow only (its class set is fixed at export).
+A SavedModel's graph is code, run when it is loaded and called: a folder whose graph
+holds ops export.py never writes (reading or writing files, ...) is refused before
+anything is loaded, unless `load_predictor(path, trust_savedmodel=True)`
+(`predict.py --trust-savedmodel`). `.keras` files load in Keras's safe mode (no
+Python code from the file runs).
 
 Modes (`MODES`): "zsl" ranks the unseen classes (neither trained on nor validation
 classes: the test classes, and any added ones), "gzsl" all classes, "gzsl-calibrated"
@@ -35,17 +40,21 @@ import os
 import numpy as np
 
 from sgma_keras.atomic_io import write_text_atomic
+from sgma_keras.data.image_check import find_bad_images
 from sgma_keras.data.pipeline import decode_image_bytes, make_dataset, resize_image
 from sgma_keras.data.zsl_data import ImageSplit
 from sgma_keras.errors import UserError
 from sgma_keras.plots import plot_attention_grid
+from sgma_keras.text_input import MiB, read_text
 from sgma_keras.workflow.checkpoints import load_checkpoint, read_checkpoint_config
-from sgma_keras.workflow.export import EXPORT_JSON
+from sgma_keras.workflow.export import EXPORT_JSON, untrusted_ops
 from sgma_keras.workflow.predictions import to_numpy
 
 log = logging.getLogger("sgma_keras")
 
 MODES = ("zsl", "gzsl", "gzsl-calibrated")
+# Even 10,000 classes of 1,000 attributes are ~100 MiB of CSV.
+MAX_CLASSES_BYTES = 256 * MiB
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 NAME_COLUMNS = ("name", "class", "class_name")
 
@@ -88,6 +97,33 @@ def list_images(inputs):
     return files
 
 
+def usable_images(files, skip_bad=False):
+    """`files` without the missing or unreadable ones.
+
+    Without `skip_bad`, a bad file is a PredictError naming the first ones (a header
+    check: missing, empty, non-image or truncated files). With it, every file is
+    decoded first (so no file can fail later and shift the rows of the CSV) and the
+    bad ones are dropped with a warning.
+    """
+    bad = find_bad_images(list(files), "decode" if skip_bad else "header")
+    if not bad:
+        return list(files)
+    shown = "; ".join(f"{p}: {r}" for p, r in bad[:3])
+    more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
+    if not skip_bad:
+        raise PredictError(
+            f"{len(bad)} of {len(files)} images are missing or unreadable ({shown}{more}); "
+            "pass --skip-bad-images (skip_bad_images=True) to predict the others."
+        )
+    dropped = {p for p, _ in bad}
+    kept = [f for f in files if f not in dropped]
+    if not kept:
+        raise PredictError(f"All {len(files)} images are missing or unreadable ({shown}{more}).")
+    log.warning("Skipping %d of %d images that cannot be read: %s%s", len(bad), len(files),
+                shown, more)
+    return kept
+
+
 def _parse_vector(values, where, semantic_dim):
     if len(values) != semantic_dim:
         raise PredictError(
@@ -121,13 +157,13 @@ def read_classes_file(path, semantic_dim):
 
     Raises:
         PredictError naming the file and the row for an empty file, a wrong width,
-        a value that is not a number, an empty or duplicate name.
+        a value that is not a finite number, an all-zero vector, an empty or
+        duplicate name; naming the byte offset for a file that is not UTF-8.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise PredictError(f"Classes file not found: {path!r}.")
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+    text = read_text(path, "Classes file", MAX_CLASSES_BYTES, error=PredictError)
     rows = []  # (where, name, values)
     if path.lower().endswith(".json"):
         try:
@@ -176,6 +212,9 @@ def read_classes_file(path, semantic_dim):
         first[name] = where
         names.append(name)
         vectors.append(_parse_vector(values, where, semantic_dim))
+        if not any(vectors[-1]):
+            raise PredictError(f"{where}: every attribute of class {name!r} is 0; a class "
+                               "needs a non-zero attribute vector (it has no direction).")
     return names, np.asarray(vectors, dtype="float32")
 
 
@@ -425,7 +464,7 @@ class Predictor:
         Returns:
             `Predictions`.
         """
-        calibration = self.calibration if calibration is None else float(calibration)
+        calibration = self.calibration if calibration is None else finite_calibration(calibration)
         mode = default_mode(mode, calibration)
         files, batches = _batches_of(inputs, self.image_size, int(batch_size))
         scores, boxes, maps, kept = [], [], [], []
@@ -446,6 +485,18 @@ def _cat(arrays):
     return np.concatenate(arrays) if arrays else None
 
 
+def finite_calibration(value):
+    """`value` as a float; a PredictError unless it is a finite number (a NaN constant
+    would make every calibrated score NaN)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise PredictError(f"calibration must be a finite number; got {value!r}.")
+    return number
+
+
 def default_mode(mode, calibration):
     """`mode`, or the default: calibrated GZSL when a constant is known, else GZSL."""
     if mode is not None:
@@ -457,9 +508,15 @@ def default_mode(mode, calibration):
 
 
 class SavedModelPredictor(Predictor):
-    """An exported SavedModel folder (TensorFlow only; the class set is fixed)."""
+    """An exported SavedModel folder (TensorFlow only; the class set is fixed).
 
-    def __init__(self, path):
+    A SavedModel's graph is code that loading and predicting run. Before anything is
+    loaded, the op types of every function it can run are read from saved_model.pb
+    (`export.saved_model_ops`); a folder using ops export.py never writes is refused
+    unless `trust=True` (`predict.py --trust-savedmodel`).
+    """
+
+    def __init__(self, path, trust=False):
         import tensorflow as tf
 
         info_path = os.path.join(path, "assets.extra", EXPORT_JSON)
@@ -468,6 +525,8 @@ class SavedModelPredictor(Predictor):
                 f"{path!r} is not an sgma_keras SavedModel export (no {info_path}); "
                 "expected a folder written by export.py."
             )
+        if not trust:
+            check_saved_model_graph(path)
         with open(info_path, encoding="utf-8") as handle:
             self.info = json.load(handle)
         self.loaded = tf.saved_model.load(path)
@@ -510,7 +569,7 @@ class SavedModelPredictor(Predictor):
         evaluation does. Float arrays are rounded to uint8 pixels first."""
         import tensorflow as tf
 
-        calibration = self.calibration if calibration is None else float(calibration)
+        calibration = self.calibration if calibration is None else finite_calibration(calibration)
         mode = default_mode(mode, calibration)
         files = None
         if isinstance(inputs, tf.data.Dataset):
@@ -540,12 +599,31 @@ def _is_saved_model(path):
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))
 
 
-def load_predictor(path):
-    """A `Predictor` of a `.keras` checkpoint (any backend) or of an exported
-    SavedModel folder (run by TensorFlow, whatever the Keras backend)."""
+def check_saved_model_graph(path):
+    """Raises PredictError, running nothing, when the SavedModel at `path` can run ops
+    an export.py graph never holds (file access, printing to files, ...)."""
+    try:
+        extra = untrusted_ops(path)
+    except UserError as error:
+        raise PredictError(str(error)) from None
+    if extra:
+        shown = ", ".join(extra[:8]) + (f" and {len(extra) - 8} more" if len(extra) > 8 else "")
+        raise PredictError(
+            f"SavedModel {path!r} was not written by export.py: its graph runs ops an "
+            f"export never holds ({shown}), so it was not loaded; predict from the "
+            ".keras checkpoint, or pass --trust-savedmodel (trust_savedmodel=True) to "
+            "run its code anyway."
+        )
+
+
+def load_predictor(path, trust_savedmodel=False):
+    """A `Predictor` of a `.keras` checkpoint (any backend, loaded in Keras's safe
+    mode) or of an exported SavedModel folder (run by TensorFlow, whatever the Keras
+    backend; refused unless its graph holds only the ops export.py writes, or
+    `trust_savedmodel`)."""
     path = os.fspath(path)
     if _is_saved_model(path):
-        return SavedModelPredictor(path)
+        return SavedModelPredictor(path, trust=trust_savedmodel)
     return Predictor(load_checkpoint(path), source=path)
 
 
@@ -563,13 +641,17 @@ def semantic_width(path):
 
 
 def run_predict(model_path, inputs, output_csv, classes_file=None, replace_classes=False,
-                mode=None, top_k=5, figures_dir=None, batch_size=16, calibration=None):
+                mode=None, top_k=5, figures_dir=None, batch_size=16, calibration=None,
+                trust_savedmodel=False, skip_bad_images=False):
     """The `predict.py` pipeline; returns the `Predictions`."""
-    files = list_images(inputs)  # cheap checks first: images, model file, classes file
+    # Cheap checks first: images, model file, classes file.
+    files = usable_images(list_images(inputs), skip_bad_images)
+    if calibration is not None:
+        calibration = finite_calibration(calibration)
     new_classes = None
     if classes_file is not None:
         new_classes = read_classes_file(classes_file, semantic_width(model_path))
-    predictor = load_predictor(model_path)
+    predictor = load_predictor(model_path, trust_savedmodel)
     if new_classes is not None:
         names, vectors = new_classes
         if replace_classes:
