@@ -56,6 +56,9 @@ DATA_ARGS = {
     "class_names": "the dataset's class names (saved with the model)",
     "calibration": "chosen on the validation split after training, stored in best.keras",
     "calibration_classes": "the dataset's seen classes, stored with the calibration",
+    "semantics_transform": "what the data loader did to the class vectors "
+                           "(`data.loader.semantics_transform`: data.normalize_semantics, "
+                           "data.semantics)",
 }
 
 
