@@ -8,6 +8,7 @@ from keras import ops
 
 from sgma_keras import losses
 from sgma_keras import metrics  # noqa: F401  (registers the metrics a compiled SGMA saves)
+from sgma_keras import semantics as semantics_lib
 from sgma_keras.backbones import BACKBONES, make_backbone
 from sgma_keras.layers import ClassCenterHead, MultiAttention, PartCropper, SemanticEmbedding
 from sgma_keras.layers.class_center import match_rows
@@ -153,6 +154,13 @@ class SGMA(keras.Model):
             subtracted from their scores; ZSL ranks the others). Default: the
             training classes. Training stores the dataset's seen classes (training
             and validation classes), as evaluation counts them.
+        semantics_transform: what the data pipeline did to the raw class vectors
+            before training (`sgma_keras.semantics.TRANSFORMS`: "l2" scales each to
+            unit norm, None keeps them as given). `semantics` and `seen_semantics` are
+            the transformed (stored) vectors; vectors given later
+            (`set_class_semantics`, `add_classes`) are raw and get the transform.
+            A file saved without it loads with the transform its stored rows show
+            (`sgma_keras.semantics.infer_transform`).
     """
 
     def __init__(
@@ -203,6 +211,7 @@ class SGMA(keras.Model):
         calibration=None,
         calibration_classes=None,
         head_scales=(1.0, 1.0),
+        semantics_transform=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -250,12 +259,15 @@ class SGMA(keras.Model):
             cpt_sigma=float(cpt_sigma),
             div_reduction=div_reduction,
             seed=seed,
+            semantics_transform=semantics_transform,
         )
         semantics = as_semantic_matrix(semantics, owner="SGMA")
         seen = None if seen_classes is None else np.asarray(seen_classes, dtype="int64")
         global_size = image_size if global_size is None else global_size
         self._check_args(semantics, seen, seen_semantics, image_size, local_size, global_size,
                          backbone, num_parts, part_mode, div_reduction)
+        self.semantics_transform = _check_stored_form(semantics, seen_semantics,
+                                                      semantics_transform)
         self.seen_classes = seen
         self.image_size = int(image_size)
         self.local_size = int(local_size)
@@ -581,18 +593,26 @@ class SGMA(keras.Model):
         """Scores another set of classes without retraining.
 
         Args:
-            semantics: (n, dim) semantic vectors of the classes to score (for
-                example all classes, or new unseen classes), in the form of the
-                training semantics (the dataset's attribute order).
+            semantics: (n, dim) raw semantic vectors of the classes to score (for
+                example all classes, or new unseen classes), in the dataset's
+                attribute order; they get `semantics_transform`, as the training
+                vectors did.
             seen_rows: optional int array (n,): the training-class index
                 (position in `seen_classes`) of each row, or -1. Default: rows
                 equal to a training class's vector are that class.
             class_names: one name per row. Default: a row equal to a row of the
                 current class set keeps its name, others are `class_<row>`.
         """
-        semantics = as_semantic_matrix(semantics, self.embedding.semantic_dim, owner="SGMA")
+        semantics = self.transform_semantics(semantics, "SGMA.set_class_semantics")
+        self._set_stored_semantics(semantics, seen_rows, class_names)
+
+    def _set_stored_semantics(self, semantics, seen_rows, class_names, old_rows=None):
+        """`set_class_semantics` for vectors already in stored form. `old_rows`: each
+        row's index in the current class set, or -1 (default: the equal row's)."""
+        if old_rows is None:
+            old_rows = match_rows(self.semantics, semantics)
         if class_names is None:
-            class_names = _carried_names(self.class_names, match_rows(self.semantics, semantics))
+            class_names = _carried_names(self.class_names, old_rows)
         class_names = check_class_names(class_names, len(semantics), "SGMA.set_class_semantics")
         seen_semantics = self.seen_semantics
         if seen_rows is None:
@@ -603,14 +623,17 @@ class SGMA(keras.Model):
                 f"SGMA: `seen_rows` must have one entry per class ({len(semantics)}), "
                 f"got shape {seen_rows.shape}."
             )
+        calibration = None
         if self.calibration_classes is not None:  # the classes keep their role
-            old = match_rows(self.semantics, semantics)
             kept = set(self.calibration_classes.tolist())
-            self.calibration_classes = np.asarray(
-                [row for row, o in enumerate(old) if o >= 0 and int(o) in kept], "int64")
+            calibration = [row for row, o in enumerate(old_rows) if o >= 0 and int(o) in kept]
         self.embedding.set_semantics(semantics)
         if self.center_head is not None:
-            self.center_head.set_semantics(semantics, seen_rows)
+            # A class given by a training class's vector gets that class's learned centre
+            # (so it scores exactly like it), whatever role it plays.
+            matched = match_rows(seen_semantics, semantics)
+            self.center_head.set_semantics(semantics, np.where(seen_rows >= 0, seen_rows,
+                                                               matched))
         positions = {int(s): row for row, s in enumerate(seen_rows) if s >= 0}
         num_seen = len(seen_semantics)
         self.seen_classes = (
@@ -618,6 +641,8 @@ class SGMA(keras.Model):
             if len(positions) == num_seen
             else None
         )
+        if calibration is not None:  # checked against the new class count
+            self.calibration_classes = calibration
         self.class_names = tuple(class_names)
         self.reset_compiled_functions()
 
@@ -625,14 +650,24 @@ class SGMA(keras.Model):
         """Adds classes to the ones scored, from their semantic vectors and names.
 
         The new rows come after the current ones and are never training classes
-        (they are scored as unseen: zero-shot). See `set_class_semantics`.
+        (they are scored as unseen: zero-shot). `semantics` are raw vectors, as for
+        `set_class_semantics`; a row equal to a training class's vector scores exactly
+        like that class (its learned centre included).
         """
-        semantics = as_semantic_matrix(semantics, self.embedding.semantic_dim,
-                                       owner="SGMA.add_classes")
+        semantics = self.transform_semantics(semantics, "SGMA.add_classes")
         class_names = check_class_names(class_names, len(semantics), "SGMA.add_classes")
-        rows = np.concatenate([self.seen_rows(), -np.ones(len(semantics), "int64")])
-        self.set_class_semantics(np.concatenate([self.semantics, semantics]), rows,
-                                 list(self.class_names) + class_names)
+        new = -np.ones(len(semantics), "int64")
+        rows = np.concatenate([self.seen_rows(), new])
+        # Old rows keep their role; a new row equal to an old one is still a new class.
+        old_rows = np.concatenate([np.arange(self.num_classes), new])
+        self._set_stored_semantics(np.concatenate([self.semantics, semantics]), rows,
+                                   list(self.class_names) + class_names, old_rows)
+
+    def transform_semantics(self, raw, owner="SGMA"):
+        """The stored form of raw class vectors `raw` (n, dim): `semantics_transform`
+        applied, as the data pipeline applied it to the training classes."""
+        raw = as_semantic_matrix(raw, self.embedding.semantic_dim, owner=owner)
+        return semantics_lib.apply_transform(raw, self.semantics_transform)
 
     def seen_rows(self):
         """(num_classes,) int64: each class's training-class index (centre), or -1."""
@@ -724,6 +759,12 @@ class SGMA(keras.Model):
                 len(config.get("semantics") or []),
             )
         config = {**cls.LEGACY_ARGS, **config}
+        if "semantics_transform" not in config:
+            # Saved before the model kept it: read it off the stored vectors (the
+            # default pipeline left them unit norm; a raw-vector run did not).
+            config["semantics_transform"] = semantics_lib.infer_transform(config["semantics"])
+            log.info("This SGMA model was saved without its semantics transform; its class "
+                     "vectors say %r: new class vectors get it.", config["semantics_transform"])
         return super().from_config(config)
 
     def get_config(self):
@@ -757,6 +798,25 @@ def fuse_scores(embedding_scores, center_scores, gamma_cc, head_scales=(1.0, 1.0
     embedding_scale, center_scale = (float(v) for v in head_scales)
     return (ops.cast(embedding_scores, "float32") / embedding_scale
             + (float(gamma_cc) / center_scale) * ops.cast(center_scores, "float32"))
+
+
+def _check_stored_form(semantics, seen_semantics, transform):
+    """`transform`, once the stored matrices are checked to be in its form (a raw
+    matrix given with "l2" would be scored at another scale than later vectors)."""
+    semantics_lib.check_transform(transform)
+    for name, matrix in (("semantics", semantics), ("seen_semantics", seen_semantics)):
+        if matrix is None:
+            continue
+        bad = semantics_lib.off_form_rows(matrix, transform)
+        if bad.size:
+            norm = float(np.linalg.norm(np.asarray(matrix, "float64")[bad[0]]))
+            raise ValueError(
+                f"SGMA: semantics_transform={transform!r}, but row {int(bad[0])} of "
+                f"`{name}` has L2 norm {norm:.4g}; expected the transformed vectors "
+                "(unit norm): pass `sgma_keras.semantics.apply_transform(raw, "
+                f"{transform!r})`."
+            )
+    return transform
 
 
 def _class_ids(ids, num_classes):

@@ -132,6 +132,7 @@ def _set(cfg, key, value):
 
 def _build(cfg):
     semantics = np.random.default_rng(0).normal(size=(NUM_CLASSES, SEMANTIC_DIM))
+    semantics /= np.linalg.norm(semantics, axis=1, keepdims=True)  # data.normalize_semantics
     data = type("Data", (), {"semantics": semantics.astype("float32")})()
     return build.build_model(cfg, data, SEEN)
 
@@ -183,3 +184,42 @@ def test_model_weights_key_loads_the_backbone_file(tmp_path):
     for want, got in zip(source.global_backbone.get_weights(),
                          model.global_backbone.get_weights()):
         np.testing.assert_array_equal(want, got)
+
+
+# --- what the loader did to the class vectors travels with the model ------------------
+
+
+@pytest.mark.parametrize("data_cfg, transform", [
+    ({"source": "builtin"}, "l2"),  # normalize_semantics is on by default
+    ({"source": "builtin", "normalize_semantics": False}, None),
+    ({"source": "cub_raw", "normalize_semantics": False}, "l2"),  # `att` rows: unit norm
+    ({"source": "cub_raw", "normalize_semantics": False, "semantics": "original_att"}, None),
+])
+def test_the_model_keeps_the_loaders_semantics_transform(data_cfg, transform):
+    from sgma_keras.data.loader import semantics_transform
+
+    assert semantics_transform(data_cfg) == transform
+    cfg = _base_config()
+    cfg["data"].update(data_cfg)
+    semantics = np.random.default_rng(0).uniform(0, 100, size=(NUM_CLASSES, SEMANTIC_DIM))
+    semantics = semantics.astype("float32")
+    if transform == "l2":
+        semantics /= np.linalg.norm(semantics, axis=1, keepdims=True)
+    data = type("Data", (), {"semantics": semantics})()
+    model = build.build_model(cfg, data, SEEN)
+    assert model.semantics_transform == transform
+    assert model.get_config()["semantics_transform"] == transform
+
+
+def test_the_builtin_loader_output_is_the_transform_of_its_raw_vectors(tmp_path):
+    from sgma_keras.data import load_dataset
+    from sgma_keras.data.loader import semantics_transform
+    from sgma_keras.semantics import apply_transform
+
+    small = {"source": "builtin", "root": str(tmp_path),
+             "builtin": {"num_images": 60, "image_size": 32, "num_classes": 6,
+                         "num_unseen": 2}}
+    raw = load_dataset({**small, "normalize_semantics": False}).semantics
+    assert semantics_transform({**small, "normalize_semantics": False}) is None
+    stored = load_dataset(small).semantics
+    np.testing.assert_array_equal(stored, apply_transform(raw, semantics_transform(small)))

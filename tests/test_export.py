@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from sgma_keras.workflow import build, cli, export
-from tests.test_evaluation import IMAGE_SIZE, make_tiny_model, write_config
+from tests.test_evaluation import IMAGE_SIZE, TRAIN_CLASSES, make_tiny_model, write_config
 
 NUM_CLASSES, SEM_DIM, NEW_CLASSES = 6, 5, 9
 BATCH_SIZES = (2, 5)
@@ -405,3 +405,43 @@ def test_class_names_and_semantics_text_files_are_checked(tmp_path):
     zero.write_text("1 0 2\n0 0 0\n")
     with pytest.raises(export.ExportError, match="row 2 is all zeros"):
         export.read_semantics_file(str(zero))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="the export of JAX/torch models is the same TensorFlow code, run "
+                           "in a subprocess; here the SavedModel's numbers are what matter")
+def test_raw_semantics_given_at_export_get_the_training_transform(tmp_path):
+    """`export.py --semantics` of raw 0-100 vectors: each class of the model (and a copy
+    of an unseen one) scores in the SavedModel exactly as the trained model scores it."""
+    import tensorflow as tf
+
+    from sgma_keras.model import SGMA
+    from sgma_keras.semantics import l2_normalize_rows
+
+    rng = np.random.default_rng(4)
+    codes = rng.choice(2 ** (SEM_DIM - 1), NUM_CLASSES, replace=False)  # distinct classes
+    raw = np.stack([[1] + [(c >> i) & 1 for i in range(SEM_DIM - 1)] for c in codes])
+    raw = raw.astype("float32")
+    model = SGMA(l2_normalize_rows(raw), TRAIN_CLASSES, image_size=IMAGE_SIZE, local_size=16,
+                 backbone="tiny", weights=None, tiny_width=4, latent_dim=8,
+                 semantics_transform="l2")
+    model.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
+    model.center_head.centers.assign(rng.normal(size=(len(TRAIN_CLASSES), 8)))
+    checkpoint = str(tmp_path / "model.keras")
+    model.save(checkpoint)
+    rows = list(range(NUM_CLASSES)) + [4]  # class 4 is unseen
+    np.save(tmp_path / "raw.npy", 100.0 * raw[rows])
+    code = cli.export_main(["--checkpoint", checkpoint, "--output", str(tmp_path / "sm"),
+                            "--semantics", str(tmp_path / "raw.npy")])
+    assert code == 0
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    images = rng.integers(0, 256, (3, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    served = loaded.signatures["serving_default"](images=tf.constant(images))
+    ref = keras.ops.convert_to_numpy(model.predict_on_batch(images.astype("float32"))["scores"])
+    np.testing.assert_allclose(served["scores"].numpy(), ref[:, rows], atol=1e-5, rtol=1e-5)
+    info = loaded.signatures["class_info"]()
+    assert np.flatnonzero(info["is_seen"].numpy()).tolist() == TRAIN_CLASSES
+    np.testing.assert_allclose(info["semantics"].numpy(), l2_normalize_rows(raw)[rows],
+                               atol=1e-7)
+    with open(tmp_path / "sm" / "assets.extra" / export.EXPORT_JSON) as handle:
+        assert json.load(handle)["semantics_transform"] == "l2"

@@ -415,6 +415,31 @@ def test_multi_attention_matches_numpy(normalize):
     assert maps.shape == (2, 4, 4, 2)
 
 
+def test_multi_attention_under_mixed_float16_stays_finite_for_large_activations():
+    """512 channels of activations near 600 (VGG's conv5 reaches such values): their
+    weighted sum (about 76800) is past float16's 65504, the weighted mean (about 300)
+    is not. The maps and every gradient stay finite and match the float32 layer's."""
+    rng = np.random.default_rng(6)
+    # Values float16 holds exactly, so both layers see the same input.
+    features = rng.uniform(0, 600, (2, 4, 4, 512)).astype("float16").astype("float32")
+    mixed = MultiAttention(num_parts=2, dtype="mixed_float16")
+    full = MultiAttention(num_parts=2)
+    mixed.build(features.shape)
+    full.build(features.shape)
+    mixed.map_bias.assign([-300.0, -300.0])  # maps in sigmoid's slope, not saturated
+    full.set_weights(mixed.get_weights())
+    maps, want = numpy(mixed(features)), numpy(full(features))
+    assert maps.dtype == np.float16 and np.all(np.isfinite(maps))
+    assert 0.01 < want.std()  # the maps vary: a saturated 1 everywhere would fail below
+    np.testing.assert_allclose(maps.astype("float32"), want, atol=2e-2)
+    x = keras.Variable(features, name="features")
+    for layer in (mixed, full):
+        _, grads = gradients(
+            lambda layer=layer: keras.ops.sum(keras.ops.cast(layer(x.value), "float32")),
+            [x] + layer.trainable_variables)
+        assert all(np.all(np.isfinite(g)) for g in grads), layer.dtype_policy.name
+
+
 def test_multi_attention_rejects_no_parts():
     with pytest.raises(ValueError, match=r"`num_parts` must be an int >= 1, got 0"):
         MultiAttention(num_parts=0)

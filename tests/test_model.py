@@ -7,6 +7,7 @@ import pytest
 
 from sgma_keras.backbones import make_backbone
 from sgma_keras.model import SGMA
+from sgma_keras.semantics import l2_normalize_rows
 from tests import helpers as H
 from tests.helpers import _seed, gradients, numpy, tiny_sgma  # noqa: F401 (_seed: cheaper reset)
 
@@ -270,6 +271,112 @@ def test_set_class_semantics_without_the_center_branch_round_trips():
         swapped.set_class_semantics(phi[order])
         np.testing.assert_array_equal(swapped.seen_classes, [order.index(c) for c in H.SEEN])
         np.testing.assert_allclose(numpy(swapped(x)["scores"]), full[:, order], atol=1e-5)
+
+
+def _raw_attributes():
+    """0/1 class attribute vectors (as CUB's or the built-in data's) and their stored
+    form under the data loader's default `normalize_semantics` (unit rows)."""
+    raw = (np.random.default_rng(3).random((H.NUM_CLASSES, H.SEMANTIC_DIM)) < 0.5)
+    raw = raw.astype("float32")
+    raw[:, 0] = 1.0  # no empty class
+    assert len(np.unique(raw, axis=0)) == H.NUM_CLASSES
+    return raw, l2_normalize_rows(raw)
+
+
+def _outputs(model, x):
+    return {k: numpy(v) for k, v in model(x).items()}
+
+
+@pytest.mark.parametrize("center", [False, True], ids=["no_center", "center"])
+def test_classes_added_by_raw_vectors_get_the_training_transform(center):
+    """A class added by the raw 0/1 (or 0-100) vector of a class of the model scores as
+    that class: the model scales it to unit norm, as the loader did the training ones."""
+    x, _ = H.easy_batch()
+    raw, stored = _raw_attributes()
+    model = tiny_sgma(semantics=stored, semantics_transform="l2", center_enabled=center)
+    if center:  # centres far from their initial values, so the transfer matters
+        model.center_head.centers.assign(np.random.default_rng(1).normal(size=(4, 8)))
+    full = _outputs(model, x)
+    seen, unseen = H.SEEN[1], H.UNSEEN[0]
+    model.add_classes(np.stack([raw[seen], 100.0 * raw[unseen]]), ["copy seen", "copy unseen"])
+    np.testing.assert_array_equal(model.semantics[:H.NUM_CLASSES], stored)  # not redone
+    np.testing.assert_allclose(model.semantics[H.NUM_CLASSES:], stored[[seen, unseen]],
+                               atol=1e-7)
+    out = _outputs(model, x)
+    np.testing.assert_allclose(out["scores"][:, :H.NUM_CLASSES], full["scores"], atol=1e-6)
+    copies = full["embedding_scores"][:, [seen, unseen]]
+    np.testing.assert_allclose(out["embedding_scores"][:, H.NUM_CLASSES:], copies,
+                               rtol=1e-5, atol=1e-6)
+    # Each copy scores exactly like the class it copies, both heads and fused: the copy
+    # of a trained class gets its learned centre, the copy of an unseen one the same
+    # ridge transfer. Both are new classes to GZSL (never lowered by calibration).
+    for row, copied in ((-2, seen), (-1, unseen)):
+        for key in ("scores", "embedding_scores", "center_scores"):
+            if key in full:
+                np.testing.assert_allclose(out[key][:, row], full[key][:, copied],
+                                           rtol=1e-5, atol=1e-6)
+    assert model.seen_mask.tolist()[H.NUM_CLASSES:] == [False, False]
+
+
+def test_set_class_semantics_takes_raw_vectors_and_finds_the_training_classes():
+    x, _ = H.easy_batch()
+    raw, stored = _raw_attributes()
+    model = tiny_sgma(semantics=stored, semantics_transform="l2")
+    model.center_head.centers.assign(np.random.default_rng(1).normal(size=(4, 8)))
+    full = _outputs(model, x)
+    order = [4, 3, 0, 5, 1, 2]
+    model.set_class_semantics(100.0 * raw[order])  # 0-100 scale, as CUB's original_att
+    np.testing.assert_allclose(model.semantics, stored[order], atol=1e-7)
+    np.testing.assert_array_equal(model.seen_classes, [order.index(c) for c in H.SEEN])
+    out = _outputs(model, x)
+    for key in ("scores", "embedding_scores", "center_scores"):
+        np.testing.assert_allclose(out[key], full[key][:, order], rtol=1e-5, atol=1e-6)
+
+
+def test_gzsl_roles_follow_the_classes_when_the_class_set_changes():
+    """Calibration classes (training + validation classes) keep their role by vector in
+    a new class set, also at rows past the old class count; an added class, even a
+    copy of one of them, is a new (unseen) class."""
+    raw, stored = _raw_attributes()
+    roles = sorted(H.SEEN + (1,))  # class 1: a validation class
+    model = tiny_sgma(semantics=stored, semantics_transform="l2", calibration=0.5,
+                      calibration_classes=roles)
+    # Class 1 moves to row 6, past the 6 classes the model had.
+    vectors = np.concatenate([raw[[4, 3, 0, 5, 2]], np.ones((1, H.SEMANTIC_DIM)), raw[[1]]])
+    model.set_class_semantics(vectors, class_names=[f"c{r}" for r in range(7)])
+    assert model.calibration_classes.tolist() == [1, 2, 3, 4, 6]
+    model.add_classes(raw[[1, 4]], ["copy 1", "copy 4"])
+    assert model.calibration_classes.tolist() == [1, 2, 3, 4, 6]
+    assert model.gzsl_seen_mask.tolist()[7:] == [False, False]
+    np.testing.assert_array_equal(model.seen_classes, [2, 4, 1, 3])
+
+
+def test_the_semantics_transform_travels_with_the_model_and_is_inferred_for_old_files():
+    raw, stored = _raw_attributes()
+    model = tiny_sgma(semantics=stored, semantics_transform="l2", part_mode="none")
+    config = model.get_config()
+    assert config["semantics_transform"] == "l2"
+    assert SGMA.from_config(config).semantics_transform == "l2"
+    # A file saved without the key: unit-norm rows were normalised by the loader (the
+    # default), other rows were used as given.
+    del config["semantics_transform"]
+    assert SGMA.from_config(config).semantics_transform == "l2"
+    plain = tiny_sgma(semantics=raw, part_mode="none").get_config()
+    assert plain["semantics_transform"] is None
+    del plain["semantics_transform"]
+    legacy = SGMA.from_config(plain)
+    assert legacy.semantics_transform is None
+    legacy.add_classes(raw[:1], ["copy"])
+    np.testing.assert_array_equal(legacy.semantics[-1], raw[0])
+
+
+def test_semantics_transform_arguments_are_checked():
+    raw, _ = _raw_attributes()
+    with pytest.raises(ValueError, match=r"row 0 of `semantics` has L2 norm .*expected the "
+                                         r"transformed vectors"):
+        tiny_sgma(semantics=raw, semantics_transform="l2")
+    with pytest.raises(ValueError, match=r"`semantics_transform` must be one of \(None, 'l2'\)"):
+        tiny_sgma(semantics_transform="l1")
 
 
 def test_initialize_attention_groups_and_prefits():

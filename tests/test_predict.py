@@ -25,6 +25,7 @@ from PIL import Image
 
 from sgma_keras.config import load_config
 from sgma_keras.data.pipeline import decode_image_bytes
+from sgma_keras.semantics import l2_normalize_rows
 from sgma_keras.workflow import cli, export, predict, training
 from sgma_keras.workflow.build import load_data
 from sgma_keras.workflow.checkpoints import RunFolder, load_checkpoint, read_checkpoint_config
@@ -236,6 +237,66 @@ def test_classes_file_replaces_the_class_set(run, tmp_path):
     assert {r[1] for r in _read_csv(tmp_path / "p.csv")[1:]} <= set(result.class_names)
     figures = sorted(os.listdir(tmp_path / "figures"))
     assert len(figures) == 4 and all(f.endswith(".png") for f in figures)
+
+
+def _raw_attributes(data):
+    """The built-in data's 0/1 class attributes, before the loader's L2 normalisation."""
+    raw = np.round(data.semantics / data.semantics.max(axis=1, keepdims=True))
+    assert set(np.unique(raw)) == {0.0, 1.0}
+    np.testing.assert_allclose(l2_normalize_rows(raw), data.semantics, atol=1e-7)
+    return raw
+
+
+def test_classes_added_by_raw_attributes_score_as_the_classes_they_copy(run):
+    """0/1 or 0-100 vectors get the loader's normalisation: a copy of a class scores as
+    it (a copy of a test class, unseen like it, to the last digit; of a trained class,
+    in the semantic head: an added class takes a ridge-transferred centre)."""
+    data = run["data"]
+    raw = _raw_attributes(data)
+    predictor = predict.load_predictor(run["best"])
+    assert predictor.model.semantics_transform == "l2"
+    files = _test_images(run, 2)
+    images = np.random.default_rng(0).uniform(0, 255, (3, predictor.image_size,
+                                                        predictor.image_size, 3))
+    before = predictor.predict(files, mode="gzsl")
+    before_heads = predictor.outputs(images.astype("float32"))
+    unseen, trained = int(data.unseen_classes[0]), int(predictor.model.seen_classes[0])
+    predictor.add_classes(["copy unseen", "copy trained"], np.stack([100 * raw[unseen],
+                                                                     raw[trained]]))
+    after = predictor.predict(files, mode="gzsl")
+    np.testing.assert_allclose(after.scores[:, :-2], before.scores, atol=1e-5)
+    np.testing.assert_allclose(after.scores[:, -2], before.scores[:, unseen], atol=1e-5)
+    heads = predictor.outputs(images.astype("float32"))
+    np.testing.assert_allclose(heads["embedding_scores"][:, -1],
+                               before_heads["embedding_scores"][:, trained], atol=1e-5)
+    # Replacing the class set by raw vectors: each training class is found again.
+    order = np.arange(data.num_classes)[::-1]
+    predictor.set_classes([f"again {c}" for c in order], 100 * raw[order])
+    np.testing.assert_array_equal(predictor.model.seen_mask,
+                                  np.isin(order, run["results"]["calibration"]["seen_classes"]))
+    again = predictor.predict(files, mode="gzsl")
+    np.testing.assert_allclose(again.scores, before.scores[:, order], atol=1e-5)
+
+
+def test_classes_file_of_raw_attributes_scores_as_the_classes_it_copies(run, tmp_path):
+    data = run["data"]
+    raw = _raw_attributes(data)
+    copies = [int(c) for c in data.unseen_classes[:2]]
+    path = tmp_path / "classes.csv"
+    path.write_text("name," + ",".join(f"a{i}" for i in range(data.semantic_dim)) + "\n"
+                    + "".join(f"copy {c}," + ",".join(f"{v:g}" for v in 100 * raw[c]) + "\n"
+                              for c in copies))
+    files = _test_images(run, 2)
+    k = data.num_classes + len(copies)
+    code = cli.predict_main(["--model", str(run["best"]), "--classes", str(path), "--mode",
+                             "gzsl", "--top-k", str(k), "--output", str(tmp_path / "p.csv"),
+                             *files])
+    assert code == 0
+    for row in _read_csv(tmp_path / "p.csv")[1:]:
+        scores = {name: float(score) for name, score in zip(row[1:2 * k:2], row[2:2 * k + 1:2])}
+        assert len(scores) == k
+        for c in copies:
+            assert scores[f"copy {c}"] == pytest.approx(scores[data.class_names[c]], abs=1e-5)
 
 
 BAD_CLASSES = {

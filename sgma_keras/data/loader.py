@@ -14,7 +14,7 @@ import os
 
 from sgma_keras.config import resolve_section
 from sgma_keras.data.zsl_data import DataError
-from sgma_keras.data.zsl_data import l2_normalize_rows
+from sgma_keras.semantics import l2_normalize_rows
 
 
 def resolve_data_config(cfg):
@@ -23,6 +23,17 @@ def resolve_data_config(cfg):
     Raises `ConfigError` naming each bad key (`data.<key>: ...`).
     """
     return resolve_section("data", cfg)
+
+
+def semantics_transform(cfg):
+    """What `load_dataset(cfg)` does to each class semantic vector, as a
+    `sgma_keras.semantics.TRANSFORMS` name: "l2" (scaled to unit L2 norm, by
+    `normalize_semantics` or by the `att` choice of a file-backed source) or None (as
+    read). The model keeps it and applies it to class vectors given after training.
+    """
+    cfg = resolve_data_config(cfg)
+    att = cfg["source"] != "builtin" and cfg["semantics"] == "att"
+    return "l2" if cfg["normalize_semantics"] or att else None
 
 
 def _require(cfg, key, source):

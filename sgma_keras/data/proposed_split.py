@@ -35,9 +35,9 @@ from sgma_keras.data import readers
 from sgma_keras.data.zsl_data import DataError
 from sgma_keras.data.zsl_data import ImageSplit
 from sgma_keras.data.zsl_data import ZeroShotData
-from sgma_keras.data.zsl_data import l2_normalize_rows
 from sgma_keras.data.zsl_data import split_seen_classes
 from sgma_keras.data.zsl_data import train_val_splits
+from sgma_keras.semantics import l2_normalize_rows
 
 # (trainval, test_seen, test_unseen) image counts of the released files.
 EXPECTED_SIZES = {

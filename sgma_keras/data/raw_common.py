@@ -22,10 +22,10 @@ from sgma_keras.data.image_check import handle_bad_images
 from sgma_keras.data.zsl_data import DataError
 from sgma_keras.data.zsl_data import ImageSplit
 from sgma_keras.data.zsl_data import ZeroShotData
-from sgma_keras.data.zsl_data import l2_normalize_rows
 from sgma_keras.data.zsl_data import split_images_per_class
 from sgma_keras.data.zsl_data import split_seen_classes
 from sgma_keras.data.zsl_data import train_val_splits
+from sgma_keras.semantics import l2_normalize_rows
 
 
 def select_semantics(matrix, semantics):

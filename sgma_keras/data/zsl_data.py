@@ -20,6 +20,7 @@ import dataclasses
 import numpy as np
 
 from sgma_keras.errors import UserError
+from sgma_keras.semantics import l2_normalize_rows  # noqa: F401  (re-exported)
 
 SPLIT_NAMES = ("trainval", "test_seen", "test_unseen", "train", "val")
 
@@ -267,10 +268,3 @@ def split_images_per_class(labels, fraction, seed=0):
             k = int(np.clip(k, 1, idx.size - 1))
         held[rng.choice(idx, size=k, replace=False)] = True
     return held
-
-
-def l2_normalize_rows(matrix):
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    matrix = np.asarray(matrix, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.maximum(norms, 1e-12)

@@ -18,6 +18,9 @@ class MultiAttention(keras.layers.Layer):
     at 1 everywhere and the map carries no gradient. `normalize=False` is the
     paper's literal formula.
 
+    The layer computes in float32 under a mixed-precision policy (the maps are
+    returned in the compute dtype): the channel sums overflow float16.
+
     Args:
         num_parts: K, the number of attention maps (>= 1).
         reduction: hidden width of the first dense layer is `C // reduction`.
@@ -54,25 +57,32 @@ class MultiAttention(keras.layers.Layer):
         channels = int(input_shape[-1])
         hidden = max(1, channels // self.reduction)
         k = self.num_parts
-        self.w1 = self.add_weight((k, channels, hidden), "glorot_uniform", name="w1")
-        self.b1 = self.add_weight((k, hidden), "zeros", name="b1")
-        self.w2 = self.add_weight((k, hidden, channels), "glorot_uniform", name="w2")
-        self.b2 = self.add_weight((k, channels), "zeros", name="b2")
-        self.map_bias = self.add_weight((k,), "zeros", name="map_bias")
+        # Read in float32 under mixed precision too: the layer computes in float32.
+        f32 = dict(autocast=False)
+        self.w1 = self.add_weight((k, channels, hidden), "glorot_uniform", name="w1", **f32)
+        self.b1 = self.add_weight((k, hidden), "zeros", name="b1", **f32)
+        self.w2 = self.add_weight((k, hidden, channels), "glorot_uniform", name="w2", **f32)
+        self.b2 = self.add_weight((k, channels), "zeros", name="b2", **f32)
+        self.map_bias = self.add_weight((k,), "zeros", name="map_bias", **f32)
         self.channels = channels
 
     def channel_weights(self, features):
-        """Per-part channel weights `a` of shape (batch, K, C)."""
-        descriptor = ops.mean(features, axis=(1, 2))
+        """Per-part channel weights `a` of shape (batch, K, C), in float32."""
+        descriptor = ops.mean(ops.cast(features, "float32"), axis=(1, 2))
         hidden = ops.relu(ops.einsum("bc,kch->bkh", descriptor, self.w1) + self.b1)
         return ops.sigmoid(ops.einsum("bkh,khc->bkc", hidden, self.w2) + self.b2)
 
     def call(self, features):
+        # In float32 under mixed precision: the weighted sum over C channels (512 in
+        # VGG) of large activations overflows float16 (max 65504) before the division
+        # brings it back, and an infinite logit gives NaN gradients.
+        features = ops.cast(features, "float32")
         weights = self.channel_weights(features)
         logits = ops.einsum("bhwc,bkc->bhwk", features, weights)
         if self.normalize:
             logits = logits / (ops.sum(weights, axis=-1)[:, None, None, :] + 1e-6)
-        return ops.sigmoid(logits + self.map_bias)
+        maps = ops.sigmoid(logits + self.map_bias)
+        return ops.cast(maps, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:3]) + (self.num_parts,)

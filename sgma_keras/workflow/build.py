@@ -9,6 +9,7 @@ layers is reachable from a config key this way, or is listed as deliberately int
 import keras
 
 from sgma_keras.data import load_dataset
+from sgma_keras.data.loader import semantics_transform
 from sgma_keras.data.pipeline import make_dataset
 from sgma_keras.model import SGMA
 from sgma_keras.optimizers import AlternatingAdam, AlternatingSGD, CoupledAdam, CoupledSGD
@@ -30,13 +31,18 @@ def model_kwargs(cfg):
 
 
 def build_model(cfg, data, seen_classes):
-    """The SGMA model of `cfg` for `data`, trained on `seen_classes`."""
+    """The SGMA model of `cfg` for `data`, trained on `seen_classes`.
+
+    `data.semantics` is the loader's output (stored form); the model keeps the
+    loader's transform for class vectors given after training.
+    """
     names = getattr(data, "class_names", None)
     kwargs = model_kwargs(cfg)
     if kwargs["gamma_cc"] is None:  # chosen on validation after training; equal weight until then
         kwargs["gamma_cc"] = 1.0
     return SGMA(semantics=data.semantics, seen_classes=seen_classes,
-                class_names=None if names is None else list(names), **kwargs)
+                class_names=None if names is None else list(names),
+                semantics_transform=semantics_transform(cfg["data"]), **kwargs)
 
 
 def make_optimizer(train_cfg, learning_rate=None, alternate_steps=None):

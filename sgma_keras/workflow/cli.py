@@ -281,7 +281,9 @@ def export_parser():
     parser.add_argument("--output", help="SavedModel folder to write (default: "
                         "<output_dir>/saved_model).")
     parser.add_argument("--semantics", help="new class semantic matrix (.npy, or a text "
-                        "file with one row per class) to score instead of the trained one.")
+                        "file with one row per class) to score instead of the trained one; "
+                        "raw values (the dataset's attribute scale): they get the transform "
+                        "the training classes got (L2 normalisation by default).")
     parser.add_argument("--class-names", help="text file, one class name a line (the rows of "
                         "--semantics, or of the trained class set).")
     parser.add_argument("--overwrite", action="store_true",
@@ -364,8 +366,9 @@ def predict_parser():
     parser.add_argument("--output", default="predictions.csv", help="CSV to write "
                         "(default: predictions.csv).")
     parser.add_argument("--classes", help="CSV or JSON of new classes: a name and the "
-                        "attribute vector (the dataset's attribute order) per class; they "
-                        "are scored too (zero-shot).")
+                        "attribute vector (the dataset's attribute order, raw values: they get "
+                        "the transform the training classes got) per class; they are "
+                        "scored too (zero-shot).")
     parser.add_argument("--replace-classes", action="store_true", help="score only the "
                         "classes of --classes (rows equal to a training class's vector are "
                         "that class).")

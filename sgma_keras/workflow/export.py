@@ -7,7 +7,9 @@
     assets.extra/sgma_export.json      what the model takes and returns, class names,
                                        which classes were trained on, provenance
     assets.extra/class_names.txt       one class name per line (row order)
-    assets.extra/semantics.npy         the (num_classes, dim) class semantic matrix
+    assets.extra/semantics.npy         the (num_classes, dim) class semantic matrix, in
+                                       the model's stored form (`semantics_transform`
+                                       in sgma_export.json applied)
 
 Signatures (`tf.saved_model.load(DIR).signatures[...]`, or TF-Serving):
 
@@ -24,7 +26,8 @@ Signatures (`tf.saved_model.load(DIR).signatures[...]`, or TF-Serving):
   relative to the image; K = 0 for `part_mode="none"`) and, with attention,
   `attention_maps` float32 `[None, h, w, K]`.
 - `class_info`: no inputs; `class_names` string `[N]`, `semantics` float32
-  `[N, dim]`, `is_seen` bool `[N]` (classes the model was trained on),
+  `[N, dim]` (stored form: see `semantics_transform` in sgma_export.json),
+  `is_seen` bool `[N]` (classes the model was trained on),
   `gzsl_seen` bool `[N]` (the classes GZSL counts as seen: the dataset's training
   and validation classes; calibration lowers their scores), `calibration` float32
   `[]` (the constant chosen on validation, 0 when the model has none) and
@@ -33,7 +36,9 @@ Signatures (`tf.saved_model.load(DIR).signatures[...]`, or TF-Serving):
 
 The class set can be changed before export without retraining (`--semantics`
 and `--class-names`): the model then scores the new classes, as
-`SGMA.set_class_semantics`.
+`SGMA.set_class_semantics`. `--semantics` holds raw vectors (the dataset's attribute
+scale): the model's `semantics_transform` is applied to them, as the data loader
+applied it to the training classes.
 
 The SavedModel is written with `keras.export.ExportArchive` under the
 TensorFlow backend. A model of another backend is saved to a `.keras` file and
@@ -381,6 +386,10 @@ def _write_saved_model(model, path, class_names, metadata):
         "backbone": model.backbone_name,
         "class_names_file": f"assets.extra/{CLASS_NAMES_FILE}",
         "semantics_file": f"assets.extra/{SEMANTICS_FILE}",
+        "semantics_transform": model.semantics_transform,
+        "semantics_note": ("semantics_file holds the class vectors as the model uses them: "
+                           "raw vectors with semantics_transform applied (\"l2\": each "
+                           "scaled to unit L2 norm; null: as given)"),
         "keras_version": keras.__version__,
         "tensorflow_version": tf.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -540,8 +549,9 @@ def export_model(model, output, class_names=None, semantics=None, seen_rows=None
         model: the SGMA model.
         output: the SavedModel folder to write (its parent must be writable).
         class_names: one name per class (default: the model's `class_names`).
-        semantics: optional (n, dim) matrix of a new class set, swapped in on a
-            copy of the model (`model` itself is left as it is) before export.
+        semantics: optional (n, dim) raw matrix of a new class set (it gets the
+            model's `semantics_transform`), swapped in on a copy of the model
+            (`model` itself is left as it is) before export.
         seen_rows: see `SGMA.set_class_semantics`.
         overwrite: replace an existing non-empty `output`.
         metadata: extra JSON-ready entries for `sgma_export.json`.
@@ -576,7 +586,8 @@ def export_checkpoint(checkpoint, output, class_names=None, semantics=None, cfg=
         output: the SavedModel folder to write.
         class_names: names of the classes (of `semantics` if given); default:
             the dataset's (`data`) or the checkpoint's.
-        semantics: optional new (n, dim) class semantic matrix.
+        semantics: optional new (n, dim) raw class semantic matrix (it gets the
+            model's `semantics_transform`).
         cfg, data: the run's config and dataset, checked against the
             checkpoint when given.
         overwrite: replace an existing non-empty `output`.

@@ -57,6 +57,9 @@ DATA_ARGS = {
     "calibration": "chosen on the validation split after training, stored in best.keras",
     "calibration_classes": "the dataset's seen classes, stored with the calibration",
     "head_scales": "each head's spread on the validation images, measured after training",
+    "semantics_transform": "what the data loader did to the class vectors "
+                           "(`data.loader.semantics_transform`: data.normalize_semantics, "
+                           "data.semantics)",
 }
 
 

@@ -149,8 +149,9 @@ def read_classes_file(path, semantic_dim):
 
     CSV: one class a row, `name,v1,...,vD` (an optional header row whose first cell
     is `name`, `class` or `class_name`). JSON: `{"name": [v1, ...], ...}` or
-    `[{"name": ..., "attributes": [v1, ...]}, ...]`. The vectors are in the form of
-    the model's semantic matrix: the dataset's attribute order and scale.
+    `[{"name": ..., "attributes": [v1, ...]}, ...]`. The vectors are raw: the
+    dataset's attribute order and scale (0/1, 0-100, ...); the model applies the
+    transform its training vectors got (`SGMA.semantics_transform`).
 
     Returns:
         (names, (n, semantic_dim) float32 matrix).
@@ -412,7 +413,8 @@ class Predictor:
         return int(np.asarray(self.model.semantics).shape[1])
 
     def add_classes(self, names, semantics):
-        """Scores new classes too, from their semantic vectors (zero-shot)."""
+        """Scores new classes too, from their raw semantic vectors (zero-shot; they get
+        the model's `semantics_transform`, as the training classes did)."""
         semantics = self._check_vectors(semantics, names)
         try:
             self.model.add_classes(semantics, list(names))
@@ -420,8 +422,9 @@ class Predictor:
             raise PredictError(str(error)) from None
 
     def set_classes(self, names, semantics):
-        """Scores exactly these classes (a row equal to a training class's vector is
-        that class; the others are unseen)."""
+        """Scores exactly these classes, from their raw semantic vectors (a row whose
+        transformed vector equals a training class's is that class; the others are
+        unseen)."""
         semantics = self._check_vectors(semantics, names)
         try:
             self.model.set_class_semantics(semantics, None, list(names))
