@@ -79,7 +79,6 @@ def test_best_checkpoint_holds_class_names_and_calibration(run):
     seen = np.isin(classes, run["data"].seen_classes).tolist()
     assert model.seen_mask.tolist() == seen
     assert model.gzsl_seen_mask.tolist() == seen
-    assert len(run["data"].seen_classes) > len(trained)
 
 
 def test_old_checkpoint_loads_with_default_names_and_says_so(caplog):
@@ -248,9 +247,8 @@ def _raw_attributes(data):
 
 
 def test_classes_added_by_raw_attributes_score_as_the_classes_they_copy(run):
-    """0/1 or 0-100 vectors get the loader's normalisation: a copy of a class scores as
-    it (a copy of a test class, unseen like it, to the last digit; of a trained class,
-    in the semantic head: an added class takes a ridge-transferred centre)."""
+    """0/1 or 0-100 vectors get the loader's normalisation: a copy of a class scores
+    exactly as it, a test class's or a trained class's (which lends it its centre)."""
     data = run["data"]
     raw = _raw_attributes(data)
     predictor = predict.load_predictor(run["best"])
@@ -266,14 +264,15 @@ def test_classes_added_by_raw_attributes_score_as_the_classes_they_copy(run):
     after = predictor.predict(files, mode="gzsl")
     np.testing.assert_allclose(after.scores[:, :-2], before.scores, atol=1e-5)
     np.testing.assert_allclose(after.scores[:, -2], before.scores[:, unseen], atol=1e-5)
+    np.testing.assert_allclose(after.scores[:, -1], before.scores[:, trained], atol=1e-5)
     heads = predictor.outputs(images.astype("float32"))
-    np.testing.assert_allclose(heads["embedding_scores"][:, -1],
-                               before_heads["embedding_scores"][:, trained], atol=1e-5)
+    for key in ("embedding_scores", "center_scores", "scores"):
+        np.testing.assert_allclose(heads[key][:, -1], before_heads[key][:, trained], atol=1e-5)
     # Replacing the class set by raw vectors: each training class is found again.
     order = np.arange(data.num_classes)[::-1]
     predictor.set_classes([f"again {c}" for c in order], 100 * raw[order])
     np.testing.assert_array_equal(predictor.model.seen_mask,
-                                  np.isin(order, run["results"]["calibration"]["seen_classes"]))
+                                  np.isin(order, run["data"].seen_classes))
     again = predictor.predict(files, mode="gzsl")
     np.testing.assert_allclose(again.scores, before.scores[:, order], atol=1e-5)
 
@@ -281,7 +280,7 @@ def test_classes_added_by_raw_attributes_score_as_the_classes_they_copy(run):
 def test_classes_file_of_raw_attributes_scores_as_the_classes_it_copies(run, tmp_path):
     data = run["data"]
     raw = _raw_attributes(data)
-    copies = [int(c) for c in data.unseen_classes[:2]]
+    copies = [int(c) for c in data.unseen_classes[:2]] + [int(data.seen_classes[0])]
     path = tmp_path / "classes.csv"
     path.write_text("name," + ",".join(f"a{i}" for i in range(data.semantic_dim)) + "\n"
                     + "".join(f"copy {c}," + ",".join(f"{v:g}" for v in 100 * raw[c]) + "\n"
