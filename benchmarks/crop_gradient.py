@@ -14,6 +14,9 @@ Two measurements, for each `PartCropper.mask_at` mode:
   forward alone and forward + the gradient to the boxes, against
   `tf.image.crop_and_resize` (bilinear, no mask) doing the same, interleaved
   and repeated; the median and the minimum of the repeats and their ratios.
+  Also "margin" with its cells capped at 1 px (3 pixels read per axis instead
+  of 4: exact only for sample spacings up to 1 px), to show what exactness
+  costs.
 
     KERAS_BACKEND=tensorflow python benchmarks/crop_gradient.py
     python benchmarks/crop_gradient.py --skip-timing          # any backend
@@ -132,6 +135,11 @@ def time_crops(repeats, batch=8, parts=2, image_size=448, part_size=224, seed=0)
     for mode in MASK_AT:
         cropper = PartCropper(num_parts=parts, output_size=part_size, mask_at=mode)
         crops[mode] = (lambda c: lambda b: c.crop(images, b))(cropper)
+    # What the exact cells cost: footprints capped at 1 px read 3 pixels per axis, not
+    # 4 (exact for spacings up to 1 px only).
+    capped = PartCropper(num_parts=parts, output_size=part_size, mask_at="margin")
+    capped._taps = lambda images: 3
+    crops["margin, 1-px footprint"] = lambda b: capped.crop(images, b)
 
     calls = {}
     for name, crop in crops.items():
