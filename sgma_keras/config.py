@@ -412,17 +412,28 @@ SCHEMA: dict[str, Any] = {
                           doc="largest part box side, share of the image side [choice]"),
         "boxcar_steepness": Field(float, 10.0, gt=0,
                                   doc="k of the boxcar h(z) = 1/(1+exp(-kz)), z in "
-                                      "input-image pixels [paper: 10]"),
+                                      "input-image pixels [paper: 10]; with boxcar_mask_at="
+                                      "margin an edge sharper than one output sample is "
+                                      "widened to one sample"),
         "peak_temperature": Field(float, 0.05, gt=0,
                                   doc="softmax temperature locating attention peaks (the box "
                                       "anchor of box_anchor `peak`) [choice: not in the paper]"),
-        "boxcar_mask_at": Field(str, "input_pixels", choices=("input_pixels", "sample_points"),
-                                doc="where the boxcar mask V is evaluated: at the input "
-                                    "pixels the sampler reads (x * V, then crop: the mask "
-                                    "moves the box) [paper] or at the sample points (0.1.0: "
-                                    "no gradient to the box through V; +4.2 alone but -1.1 on "
-                                    "top of the chosen defaults on the built-in toy set, "
-                                    "docs/ablation/options.md)"),
+        "boxcar_mask_at": Field(str, "margin", choices=("margin", "input_pixels", "sample_points"),
+                                doc="where the boxcar mask V is evaluated. margin: at the "
+                                    "sample points of a grid that extends boxcar_margin past "
+                                    "the box, each sample the mean of the image over its cell, "
+                                    "V's edge at least one output sample wide: the box "
+                                    "gradient is resolved at sub-pixel scale and sees just "
+                                    "outside the box (benchmarks/crop_gradient.py). "
+                                    "input_pixels: at the input pixels the sampler reads "
+                                    "(a 0.2 px edge: the box gradient flips as the box moves "
+                                    "by a fraction of a pixel). sample_points: at the sample "
+                                    "points of a grid spanning the box (files saved before "
+                                    "this key existed) [choice]"),
+        "boxcar_margin": Field(float, 0.125, min=0, max=1,
+                               doc="boxcar_mask_at=margin: the grid's margin past each box "
+                                   "edge, share of the box side (0.125: the box fills the "
+                                   "central 80% of the part image) [choice]"),
         "box_anchor": Field(str, "peak", choices=("peak", "cnet"),
                             doc="box centre: the soft peak of its map moved by f_CNet's "
                                 "offset, or f_CNet's prediction from the map alone (the "

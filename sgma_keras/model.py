@@ -45,6 +45,7 @@ LAYER_ARGS = {
         "boxcar_steepness": "steepness",
         "peak_temperature": "peak_temperature",
         "boxcar_mask_at": "mask_at",
+        "boxcar_margin": "margin",
         "box_anchor": "anchor",
         "boxcar_steepness_unit": "steepness_unit",
         "peak_gradient_temperature": "peak_gradient_temperature",
@@ -121,9 +122,9 @@ class SGMA(keras.Model):
         attention_reduction, attention_normalize: see `MultiAttention`.
         cnet_hidden, min_side, max_side, boxcar_steepness, peak_temperature:
             see `PartCropper`.
-        boxcar_mask_at, boxcar_steepness_unit, peak_gradient_temperature,
-            box_anchor: `PartCropper`'s `mask_at`, `steepness_unit`,
-            `peak_gradient_temperature` and `anchor`.
+        boxcar_mask_at, boxcar_margin, boxcar_steepness_unit,
+            peak_gradient_temperature, box_anchor: `PartCropper`'s `mask_at`,
+            `margin`, `steepness_unit`, `peak_gradient_temperature` and `anchor`.
         map_losses_reach_backbone: False stops the gradient of the feature
             map into `MultiAttention`: the map losses (and the boxes' path)
             train the attention subnet only, not the backbone under it.
@@ -204,7 +205,8 @@ class SGMA(keras.Model):
         seed=None,
         boxcar_steepness_unit="pixel",
         peak_gradient_temperature=None,
-        boxcar_mask_at="input_pixels",
+        boxcar_mask_at="margin",
+        boxcar_margin=0.125,
         box_anchor="peak",
         map_losses_reach_backbone=False,
         class_names=None,
@@ -237,6 +239,7 @@ class SGMA(keras.Model):
             boxcar_steepness=float(boxcar_steepness),
             peak_temperature=float(peak_temperature),
             boxcar_mask_at=boxcar_mask_at,
+            boxcar_margin=float(boxcar_margin),
             box_anchor=box_anchor,
             map_losses_reach_backbone=bool(map_losses_reach_backbone),
             boxcar_steepness_unit=boxcar_steepness_unit,

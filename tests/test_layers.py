@@ -101,7 +101,8 @@ def test_crop_matches_numpy_boxcar_reference(unit, k):
         [[[0.41, 0.37, 0.33], [0.8, 0.15, 0.5]], [[0.52, 0.61, 0.27], [0.3, 0.7, 0.45]]],
         "float32",
     )
-    cropper = PartCropper(num_parts=2, output_size=8, steepness=k, steepness_unit=unit)
+    cropper = PartCropper(num_parts=2, output_size=8, steepness=k, steepness_unit=unit,
+                          mask_at="input_pixels")
     got = numpy(cropper.crop(images, boxes))
     assert got.shape == (2, 2, 8, 8, 3)
     # Tolerance: float32 coordinates of a 32 px image, values up to 255.
@@ -118,7 +119,8 @@ def test_steep_boxcar_crop_equals_hard_crop_and_resize():
     # (t_x, t_y, t_s) relative: centre 16 px, side 16 px -> pixels 8..23; and
     # centre (8, 24) px -> columns 0..15, rows 16..31 (touching the image border).
     boxes = np.array([[[0.5, 0.5, 0.5], [0.25, 0.75, 0.5]]] * 2, "float32")
-    got = numpy(PartCropper(num_parts=2, output_size=8, steepness=1000.0).crop(images, boxes))
+    got = numpy(PartCropper(num_parts=2, output_size=8, steepness=1000.0,
+                            mask_at="input_pixels").crop(images, boxes))
 
     hard = np.stack([images[:, 8:24, 8:24], images[:, 16:32, 0:16]], axis=1)  # (B, K, 16, 16, 3)
     block_mean = hard.reshape(2, 2, 8, 2, 8, 2, 3).mean(axis=(3, 5))
@@ -135,7 +137,8 @@ def test_steep_boxcar_crop_equals_hard_crop_and_resize():
     # pixels the samples read, so the outer ring of samples reads the edge row
     # (centre half a pixel inside the edge) dimmed by sigmoid(5) - sigmoid(-155)
     # and the next row at ~1.
-    soft = numpy(PartCropper(num_parts=2, output_size=8, steepness=10.0).crop(images, boxes))
+    soft = numpy(PartCropper(num_parts=2, output_size=8, steepness=10.0,
+                             mask_at="input_pixels").crop(images, boxes))
     edge = sigmoid(5.0)
     # Sample (row 0, column 3) reads rows 8-9 / columns 14-15 of box 0 and rows
     # 16-17 / columns 6-7 of box 1 (columns well inside the box: V = 1 there).
@@ -162,7 +165,7 @@ def test_crop_gradients_wrt_boxes_are_finite_nonzero_and_match_finite_difference
     )
     assert np.abs(coords - np.round(coords)).min() > 5e-3
     weights = np.random.default_rng(2).normal(size=(2, 2, 8, 8, 3)).astype("float32")
-    cropper = PartCropper(num_parts=2, output_size=8, steepness=10.0)
+    cropper = PartCropper(num_parts=2, output_size=8, steepness=10.0, mask_at="input_pixels")
     boxes = keras.Variable(start, name="boxes")
 
     def objective():  # a fixed linear read-out of the part images
@@ -197,7 +200,8 @@ def test_mask_alone_carries_a_gradient_to_the_box_position(unit, k):
     images = smooth_images()
     start = np.array([[[0.41, 0.37, 0.33], [0.62, 0.55, 0.49]]] * 2, "float32")
     weights = np.random.default_rng(2).normal(size=(2, 2, 8, 8, 3)).astype("float32")
-    cropper = PartCropper(num_parts=2, output_size=8, steepness=k, steepness_unit=unit)
+    cropper = PartCropper(num_parts=2, output_size=8, steepness=k, steepness_unit=unit,
+                          mask_at="input_pixels")
     boxes = keras.Variable(start, name="boxes")
 
     def objective():
@@ -261,24 +265,27 @@ def bright_square_image(size=64):
     return image, np.array([39.0, 32.0]) / size
 
 
+@pytest.mark.parametrize("mask_at", ["margin", "input_pixels"])
 @pytest.mark.parametrize(
     "unit, coordinate_gradient, learning_rate",
     [("pixel", True, 0.02), ("pixel", False, 0.1), ("relative", False, 0.1)],
     ids=["pixel-full-gradient", "pixel-mask-only", "relative-mask-only"],
 )
 def test_gradient_descent_moves_the_box_onto_a_bright_square(unit, coordinate_gradient,
-                                                              learning_rate):
+                                                              learning_rate, mask_at):
     """A box (centre 0.4, side 0.4 of a 64 px image: columns 12.8-38.4) whose right
     edge half-overlaps a bright square (columns 31-47), and a loss that rewards
     brightness in the part image: 20 plain gradient steps on (t_x, t_y, t_s) move
-    the centre at least half of the way to the square's.
+    the centre at least half of the way to the square's, in the default mode
+    ("margin") and in "input_pixels".
 
     The "mask-only" cases stop the sampler's coordinate gradient: the box moves
-    through the boxcar mask alone (with the mask evaluated at the sample points,
-    as before, it did not move at all). "pixel-full-gradient" is the default
-    model's path (the sampler's pixel-level gradient plus the mask's)."""
+    through the boxcar mask alone (with the mask evaluated at the sample points
+    of a grid spanning the box, it did not move at all). "pixel-full-gradient"
+    is the model's path (the sampler's pixel-level gradient plus the mask's)."""
     image, target = bright_square_image()
-    cropper = PartCropper(num_parts=1, output_size=16, steepness=10.0, steepness_unit=unit)
+    cropper = PartCropper(num_parts=1, output_size=16, steepness=10.0, steepness_unit=unit,
+                          mask_at=mask_at)
     start = np.array([[[0.4, 0.5, 0.4]]], "float32")
     boxes = keras.Variable(start, name="boxes")
 
@@ -385,6 +392,8 @@ def test_part_cropper_rejects_an_image_smaller_than_the_crop():
         (dict(min_side=0.7, max_side=0.6), r"expected 0 < min_side <= max_side <= 1"),
         (dict(box_source="grid"), r"`box_source` must be 'attention' or 'random'"),
         (dict(steepness=0.0), r"`steepness` and `peak_temperature` must be > 0"),
+        (dict(margin=1.5), r"`margin` must be in \[0, 1\], got 1.5"),
+        (dict(mask_at="pixels"), r"`mask_at` must be one of"),
     ],
 )
 def test_part_cropper_bad_arguments(kwargs, match):

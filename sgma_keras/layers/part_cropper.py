@@ -113,7 +113,102 @@ def masked_grid_sample(images, y, x, mask_y=None, mask_x=None):
     return total
 
 
-MASK_AT = ("input_pixels", "sample_points")
+def _tent_integral(z):
+    """The integral of the unit tent (the bilinear kernel) from -inf to `z`."""
+    c = ops.clip(z, -1.0, 1.0)
+    return 0.5 + c - 0.5 * c * ops.abs(c)
+
+
+def _footprint_taps(coords, footprint, taps, last, scale):
+    """Per-axis pixel indices and weights (..., taps) of the mean of the bilinear
+    interpolant over `[coords - f/2, coords + f/2]`, f = min(footprint, taps - 2)."""
+    # (The floor keeps a degenerate box's division finite.)
+    footprint = ops.clip(footprint, 1e-3, taps - 2.0)
+    lo = coords - footprint / 2
+    hi = coords + footprint / 2
+    # Pixel j's tent spans (j - 1, j + 1): pixels floor(lo) .. ceil(hi) overlap.
+    index = ops.stop_gradient(ops.floor(lo))[..., None] + ops.arange(taps, dtype=coords.dtype)
+    weight = (_tent_integral(hi[..., None] - index)
+              - _tent_integral(lo[..., None] - index)) / footprint[..., None]
+    if scale is not None:
+        weight = weight * scale[..., None]
+    weight = weight * ops.cast((index >= 0) & (index <= last), weight.dtype)
+    return ops.cast(ops.minimum(ops.relu(index), last), "int32"), weight
+
+
+def footprint_grid_sample(images, y, x, footprint_y, footprint_x, taps=4, scale_y=None,
+                          scale_x=None):
+    """Box-filtered bilinear samples of `images` on per-row, per-column grids.
+
+    The sample at `(y[i], x[j])` is the mean of the bilinear interpolant of the
+    image over a `footprint_y[i]` x `footprint_x[j]` cell centred there (the
+    kernel: a unit tent convolved with a box). With the footprint equal to the
+    sample spacing the cells tile the grid, which makes the samples' gradient
+    to the grid's position a resolved signal:
+
+    - every kernel position reproduces a flat or linear image exactly, so a
+      smooth image's samples change smoothly as the grid moves by a fraction
+      of a pixel (no kink each time a sample crosses a pixel centre);
+    - the derivative of a cell's mean is the difference of the image at its
+      two ends, so an edge anywhere between samples moves them by the same
+      total amount, at every phase. Over the phases of a one-pixel step,
+      bilinear point samples spaced s > 1 px apart give it 0 to s times its
+      mean gradient (they skip it, or not), and 1-px footprints 0.75-1.5x at
+      s = 1.5.
+
+    Same half-pixel convention as `bilinear_sample`; reads outside the image
+    are zeros. `scale_y[i] * scale_x[j]` multiplies the sample (a mask at the
+    sample points), folded into the weights.
+
+    Separable, two passes that gather whole rows: the rows each output row
+    needs, blended (B, K, n, W, C), then, transposed, the columns. O(n * W +
+    n * m) per part, the order of the output; no full-resolution copy per part.
+
+    Args:
+        images: (B, H, W, C).
+        y: (B, K, n) row coordinates; x: (B, K, m) column coordinates.
+        footprint_y, footprint_x: cell sides in pixels, of the shape of `y`
+            (resp. `x`); capped at `taps - 2`.
+        taps: pixels read per axis (a Python int >= 3): a footprint f overlaps
+            at most ceil(f) + 2 pixels' tents.
+        scale_y, scale_x: None (1), or factors of the shape of `y` (resp. `x`).
+
+    Returns:
+        (B, K, n, m, C).
+    """
+    y = _finite_or_outside(ops.convert_to_tensor(y))
+    x = _finite_or_outside(ops.convert_to_tensor(x))
+    # (NumPy inputs would mix NumPy and torch tensors below.)
+    footprint_y = ops.convert_to_tensor(footprint_y)
+    footprint_x = ops.convert_to_tensor(footprint_x)
+    scale_y = None if scale_y is None else ops.convert_to_tensor(scale_y)
+    scale_x = None if scale_x is None else ops.convert_to_tensor(scale_x)
+    shape = ops.shape(images)
+    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+    parts, rows_out, cols_out = ops.shape(y)[1], ops.shape(y)[2], ops.shape(x)[2]
+    y_index, y_weight = _footprint_taps(y, footprint_y, taps, ops.cast(height - 1, y.dtype),
+                                        scale_y)
+    x_index, x_weight = _footprint_taps(x, footprint_x, taps, ops.cast(width - 1, x.dtype),
+                                        scale_x)
+    # Rows: (B*H, W*C), each output row a blend of `taps` whole input rows.
+    image_rows = ops.reshape(images, (-1, width * channels))
+    offset = ops.reshape(ops.arange(batch, dtype="int32") * height, (-1, 1, 1, 1))
+    gathered = ops.take(image_rows, ops.reshape(y_index + offset, (-1,)), axis=0)
+    gathered = ops.reshape(gathered, (batch, parts, rows_out, taps, width * channels))
+    # (A product and a sum: TensorFlow's einsum here is slower, forward and back.)
+    blended = ops.sum(gathered * ops.cast(y_weight, gathered.dtype)[..., None], axis=3)
+    # Columns: transposed so that each column is a contiguous row again.
+    blended = ops.reshape(blended, (batch, parts, rows_out, width, channels))
+    columns = ops.reshape(ops.transpose(blended, (0, 1, 3, 2, 4)), (-1, rows_out * channels))
+    offset = ops.reshape(ops.arange(batch * parts, dtype="int32") * width, (batch, parts, 1, 1))
+    gathered = ops.take(columns, ops.reshape(x_index + offset, (-1,)), axis=0)
+    gathered = ops.reshape(gathered, (batch, parts, cols_out, taps, rows_out * channels))
+    out = ops.sum(gathered * ops.cast(x_weight, gathered.dtype)[..., None], axis=3)
+    out = ops.reshape(out, (batch, parts, cols_out, rows_out, channels))
+    return ops.transpose(out, (0, 1, 3, 2, 4))
+
+
+MASK_AT = ("margin", "input_pixels", "sample_points")
 ANCHORS = ("peak", "cnet")
 
 
@@ -142,13 +237,15 @@ class PartCropper(keras.layers.Layer):
 
     The part image is `x * V` with the boxcar mask
     `V = (h(x - t_x + t_s/2) - h(x - t_x - t_s/2)) (same in y)`,
-    `h(z) = sigmoid(k z)`, where **z is measured in input-image pixels** by
-    default (k=10 gives an edge about 0.2 px wide; `steepness_unit`). The crop
-    samples the masked image `x * V` on an `output_size` x `output_size` grid
-    that spans the box (bilinear, differentiable in the box); `V` is evaluated
-    at the input pixels each sample reads and folded into the interpolation
-    weights, so no full-resolution masked copy is ever made, and moving a box
-    edge over a pixel changes the part image (the mask's gradient).
+    `h(z) = sigmoid(k z)`, z in input-image pixels by default (`steepness_unit`),
+    sampled on an `output_size` x `output_size` grid, differentiably in the box.
+    By default (`mask_at="margin"`) the grid spans the box plus `margin * t_s`
+    on each side, each sample is the mean of the image over its cell, and `V`
+    is evaluated at the sample points, its edge at least one output sample
+    wide: the part image, and so the box gradient, vary smoothly with the box
+    at sub-pixel scale, and content just outside the box is seen, faded, so it
+    can pull the box (see `crop`). No full-resolution masked copy of the image
+    is ever made: the mask is folded into the separable interpolation weights.
 
     Args:
         num_parts: K.
@@ -156,7 +253,8 @@ class PartCropper(keras.layers.Layer):
         hidden_units: width of the first `f_CNet` dense layer.
         min_side, max_side: bounds of `t_s` (relative to the image side).
         steepness: k of the boxcar mask, per input-image pixel (or per image
-            side, see `steepness_unit`).
+            side, see `steepness_unit`). In "margin" mode an edge sharper than
+            one output sample is widened to one sample.
         peak_temperature: temperature of the soft-argmax over each map.
         steepness_unit: "pixel" (z in input-image pixels: k = 10 is an edge
             about 0.2 px wide) or "relative" (z in [0, 1] of the image side:
@@ -168,11 +266,21 @@ class PartCropper(keras.layers.Layer):
             an init-like map and 5e-4 on a peaky one without it, 0.075 and 0.13
             with 0.2 (`benchmarks/peak_gradient.py`). Default 0.2 (a model
             saved before this argument loads with None, as it was trained).
-        mask_at: "input_pixels" (V at the pixels each sample reads: the spec's
-            `x * V`, then crop) or "sample_points" (V at the sample points, as
-            0.1.0 did: no gradient to the box through V). Files saved before
-            this argument load with "sample_points" and no peak gradient
+        mask_at: "margin" (the grid spans the box plus `margin` of its side
+            on each side; V at the sample points, its edge's logistic scale
+            max(1/k, one output sample): a box gradient resolved at sub-pixel
+            scale), "input_pixels" (V at the pixels each sample reads, the grid
+            spanning the box: with a 0.2 px edge its box gradient flips sign as
+            the box moves by a fraction of a pixel; kept for models trained
+            with it) or "sample_points" (V at the sample points of a grid
+            spanning the box: nothing outside the box is read). Files saved
+            before this argument load with "sample_points" and no peak gradient
             temperature, i.e. as they were trained.
+        margin: the grid's margin past each box edge, as a share of the box
+            side ("margin" mode only). 0.125: the box fills the central 80% of
+            the part image; at 448 px -> 224 px parts and a 0.425 side the
+            margin is 22 samples, and the default edge (one sample) has faded
+            below 1% after 5.
         anchor: "peak" (the box centre is the soft peak of its map moved by
             `f_CNet`'s offset) or "cnet" (the paper: `f_CNet` predicts the
             centre from the map alone, starting at the image centre).
@@ -201,8 +309,9 @@ class PartCropper(keras.layers.Layer):
         seed=None,
         steepness_unit="pixel",
         peak_gradient_temperature=None,
-        mask_at="input_pixels",
+        mask_at="margin",
         anchor="peak",
+        margin=0.125,
         **kwargs,
     ):
         # Coordinates need float32 even under mixed precision (a 448 px image
@@ -234,6 +343,8 @@ class PartCropper(keras.layers.Layer):
             raise ValueError(f"PartCropper: `anchor` must be one of {ANCHORS}, got {anchor!r}.")
         if mask_at not in MASK_AT:
             raise ValueError(f"PartCropper: `mask_at` must be one of {MASK_AT}, got {mask_at!r}.")
+        if not 0.0 <= margin <= 1.0:
+            raise ValueError(f"PartCropper: `margin` must be in [0, 1], got {margin}.")
         if peak_gradient_temperature is not None and peak_gradient_temperature <= 0:
             raise ValueError(
                 "PartCropper: `peak_gradient_temperature` must be > 0 or None, got "
@@ -251,6 +362,7 @@ class PartCropper(keras.layers.Layer):
         self.steepness_unit = steepness_unit
         self.mask_at = mask_at
         self.anchor = anchor
+        self.margin = float(margin)
         self.peak_gradient_temperature = (
             None if peak_gradient_temperature is None else float(peak_gradient_temperature)
         )
@@ -332,14 +444,41 @@ class PartCropper(keras.layers.Layer):
     def crop(self, images, boxes, coordinate_gradient=True):
         """Differentiable boxcar crop-and-zoom of (B, K, 3) boxes: `x * V`, then sampled.
 
-        The mask `V` is evaluated at the input pixels the bilinear sampler reads
-        (their centres, fixed points of the image), not at the sample points: the
-        result is exactly the spec's "masked image `x * V`, then crop and zoom",
-        without making the full-resolution masked copy (the mask is folded into
-        the separable bilinear weights). Its edges move over fixed pixels, so
-        `dV/dt` carries the region-level signal to the box: the pixels next to
-        an edge dim or brighten as it moves. (Evaluated at the sample points, `V`
-        moves with the grid and its derivative in `t_x, t_y` is exactly zero.)
+        `mask_at="margin"` (the default), built so that the box gradient is a
+        signal at every sub-pixel position (`docs/performance/crop_gradient.md`):
+
+        - `V` is evaluated at the sample points, in image coordinates (the
+          spec's boxcar of the box edges). It moves with the grid, so its
+          derivative and the grid's cancel and the box gradient is that of the
+          content under a fixed soft window: `V * dx/du` at each sample. With
+          `V` at fixed pixels instead, a 0.2 px edge makes `dV/dt` a spike each
+          time an edge crosses a pixel centre.
+        - The grid extends `margin * t_s` past each box edge and `V`'s edge is
+          at least one output sample wide (logistic scale max(1/k, spacing)):
+          content a few samples outside the box is seen, faded, and pulls the
+          box toward it. A grid that stops at the box never reads it.
+        - Each sample is the mean of the image over its cell (footprint = the
+          sample spacing, `footprint_grid_sample`), not a bilinear point
+          sample: spaced more than a pixel apart (boxes over 0.4 of the image
+          at 448 -> 224 px with the margin), point samples skip a sharp edge
+          or not depending on the sub-pixel phase, so its gradient flickers
+          between 0 and 1.5x its mean at the 0.6 box; tiling cells see it the
+          same at every phase.
+
+        On a flat image, moving the box changes nothing and the position
+        gradient is zero. Cost: two gather passes of 3-4 rows per output row
+        (`benchmarks/crop_gradient.py`).
+
+        `mask_at="input_pixels"`: `V` at the input pixels the bilinear sampler
+        reads, the grid spanning the box itself (kept for models trained with
+        it). With the default k = 10 per pixel the edge is 0.2 px wide and the
+        grid stops at the box edge, so the box gradient over a 2-pixel move has
+        a standard deviation many times its mean. `"sample_points"`: `V` at the
+        sample points of a grid spanning the box (files saved before `mask_at`
+        existed): content outside the box is never read.
+
+        No mode makes a full-resolution masked copy of the image: the mask is
+        folded into the separable interpolation weights.
 
         Args:
             images: (B, H, W, C).
@@ -359,14 +498,34 @@ class PartCropper(keras.layers.Layer):
         size = self.output_size
         steps = (ops.arange(size, dtype=self.compute_dtype) + 0.5) / size - 0.5
         t_x, t_y, t_s = boxes[..., 0:1], boxes[..., 1:2], boxes[..., 2:3]
+        # The grid's side (relative): the box, plus the margin in "margin" mode.
+        span = t_s * (1.0 + 2.0 * self.margin) if self.mask_at == "margin" else t_s
         # Sample positions in input-image pixels, (B, K, size); pixel i spans [i, i + 1].
-        px = (t_x + steps * t_s) * width
-        py = (t_y + steps * t_s) * height
+        px = (t_x + steps * span) * width
+        py = (t_y + steps * span) * height
         if not coordinate_gradient:
             px, py = ops.stop_gradient(px), ops.stop_gradient(py)
         # k per input-image pixel, or per image side ("relative": z in [0, 1]).
         kx = self.steepness if self.steepness_unit == "pixel" else self.steepness / width
         ky = self.steepness if self.steepness_unit == "pixel" else self.steepness / height
+        lo_x, hi_x = (t_x - t_s / 2) * width, (t_x + t_s / 2) * width
+        lo_y, hi_y = (t_y - t_s / 2) * height, (t_y + t_s / 2) * height
+        if self.mask_at == "margin":
+            # Edge scale (px): 1/k, widened to one output sample where the grid
+            # could not resolve it.
+            spacing_x, spacing_y = span * width / size, span * height / size
+            scale_x = ops.maximum(1.0 / kx, spacing_x)
+            scale_y = ops.maximum(1.0 / ky, spacing_y)
+            vx = ops.sigmoid((px - lo_x) / scale_x) - ops.sigmoid((px - hi_x) / scale_x)
+            vy = ops.sigmoid((py - lo_y) / scale_y) - ops.sigmoid((py - hi_y) / scale_y)
+            # Each sample is the mean of the image over its cell (footprint =
+            # spacing): see `footprint_grid_sample`.
+            foot_y = ops.broadcast_to(spacing_y, ops.shape(py))
+            foot_x = ops.broadcast_to(spacing_x, ops.shape(px))
+            if not coordinate_gradient:
+                foot_y, foot_x = ops.stop_gradient(foot_y), ops.stop_gradient(foot_x)
+            return footprint_grid_sample(images, py - 0.5, px - 0.5, foot_y, foot_x,
+                                         taps=self._taps(images), scale_y=vy, scale_x=vx)
 
         def boxcar(lo, hi, k):
             def mask(index):  # V at the centres (index + 1/2) of input pixels
@@ -375,11 +534,11 @@ class PartCropper(keras.layers.Layer):
 
             return mask
 
-        mask_x = boxcar((t_x - t_s / 2) * width, (t_x + t_s / 2) * width, kx)
-        mask_y = boxcar((t_y - t_s / 2) * height, (t_y + t_s / 2) * height, ky)
+        mask_x = boxcar(lo_x, hi_x, kx)
+        mask_y = boxcar(lo_y, hi_y, ky)
         if self.mask_at == "sample_points":
-            # 0.1.0: V on the sampling grid itself, where it does not depend on
-            # the box position (kept so that files saved then load unchanged).
+            # V on the sampling grid itself, where it does not depend on the box
+            # position (kept so that files saved with it load unchanged).
             grid_y = ops.broadcast_to(py[..., :, None], ops.shape(py)[:2] + (size, size))
             grid_x = ops.broadcast_to(px[..., None, :], ops.shape(px)[:2] + (size, size))
             parts = bilinear_sample(images, grid_y - 0.5, grid_x - 0.5)
@@ -387,6 +546,16 @@ class PartCropper(keras.layers.Layer):
             return parts * mask[..., None]
         # Pixel centres sit at integer coordinates after the half-pixel shift.
         return masked_grid_sample(images, py - 0.5, px - 0.5, mask_y, mask_x)
+
+    def _taps(self, images):
+        """Pixels read per axis in "margin" mode: enough for the spacing of a
+        `max_side` box (3 up to 1 px, 4 up to 2 px; a larger spacing's footprint
+        is capped at 2 px)."""
+        side = max(images.shape[1] or 0, images.shape[2] or 0)
+        if not side:
+            return 4
+        spacing = self.max_side * (1.0 + 2.0 * self.margin) * side / self.output_size
+        return 3 if spacing <= 1.0 else 4
 
     def call(self, inputs):
         images, maps = inputs
@@ -418,6 +587,7 @@ class PartCropper(keras.layers.Layer):
             peak_gradient_temperature=self.peak_gradient_temperature,
             mask_at=self.mask_at,
             anchor=self.anchor,
+            margin=self.margin,
         )
         return config
 

@@ -27,6 +27,7 @@ MODEL_ARGS = {
     "model.boxcar_steepness": "boxcar_steepness",
     "model.peak_temperature": "peak_temperature",
     "model.boxcar_mask_at": "boxcar_mask_at",
+    "model.boxcar_margin": "boxcar_margin",
     "model.box_anchor": "box_anchor",
     "model.map_losses_reach_backbone": "map_losses_reach_backbone",
     "model.boxcar_steepness_unit": "boxcar_steepness_unit",
