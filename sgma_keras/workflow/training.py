@@ -359,7 +359,7 @@ def _train_locked(cfg, folder, verbose):
         model = build_model(cfg, data, proto.seen_classes)
         model.build((None, cfg["input"]["image_size"], cfg["input"]["image_size"], 3))
         slots = 2 if train_cfg["optimizer"] != "sgd" else int(train_cfg["momentum"] > 0)
-        check_free_space(folder.root, 4 * checkpoint_bytes(model, slots))
+        check_free_space(folder.root, cfg=cfg, model=model, optimizer_slots=slots)
         run = Run(cfg, folder, data, proto, model, train_ds, val_ds, verbose)
         done = folder.completed()
         finished = [s.name for s in STAGES if s.name in done and not s.selects_model]
