@@ -542,6 +542,21 @@ def test_corrupt_test_unseen_jpeg_found_before_the_first_epoch(tmp_path, capsys)
     assert not (tmp_path / "run" / "logs" / "warmup.csv").exists()
 
 
+def test_a_jpeg_that_decodes_with_corrupt_data_warnings_fails_the_decode_check(tmp_path, capsys):
+    from sgma_keras.workflow import cli
+    from sgma_keras.workflow.build import load_data
+    from tests.data.helpers import quietly_corrupt_jpeg
+
+    overrides = tiny_overrides(tmp_path, tmp_path / "data", **{"data.check_images": "decode"})
+    data = load_data(load_config(os.path.join(ROOT, "configs/demo.json"), overrides))
+    victim = quietly_corrupt_jpeg(data.splits["test_unseen"].paths[3])
+    assert cli.train_main(cli_args(overrides)) == 1  # was: every image passes, exit 0
+    err = capsys.readouterr().err
+    assert "split 'test_unseen'" in err
+    assert f"{victim}: cannot be decoded cleanly (libjpeg: Corrupt JPEG data" in err
+    assert not (tmp_path / "run" / "logs" / "warmup.csv").exists()
+
+
 def test_decode_error_inside_the_pipeline_names_the_file(tmp_path):
     from sgma_keras.data.image_check import iterate_naming_bad_images
     from sgma_keras.data.pipeline import make_dataset
