@@ -5,6 +5,11 @@ the new one, never a truncated one, because `os.replace` within one folder is
 atomic on POSIX. Every results, config, checkpoint and dataset file of
 sgma_keras is written through this module.
 
+A write that fails (a full disk, an I/O error, a read-only file system, a file
+size limit) raises an `OSError` whose `filename` is the target path and whose
+text is the system's one-line reason: the caller can report it as one line
+naming the file, and the previous file is left as it was.
+
 Example:
 
 ```python
@@ -13,6 +18,7 @@ atomic_save("run/best.keras", model.save)  # writers that take a path
 ```
 """
 
+import contextlib
 import json
 import math
 import os
@@ -20,10 +26,17 @@ import uuid
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no file locks
+    fcntl = None
+
 __all__ = [
     "atomic_save",
     "atomic_write",
+    "exclusive_lock",
     "json_ready",
+    "named_os_error",
     "write_bytes_atomic",
     "write_json_atomic",
     "write_text_atomic",
@@ -70,6 +83,28 @@ def _remove_quietly(path):
         pass
 
 
+def named_os_error(error, path):
+    """`error` (an OSError) as one naming `path`, with the system's short reason.
+
+    Writers that fail inside a file object (`zipfile`, `csv`, h5py) raise an OSError
+    without a file name, or with a temporary name and a multi-line text.
+    """
+    code = error.errno
+    reason = os.strerror(code) if code else (error.strerror or str(error))
+    return OSError(code, " ".join(str(reason).split()), os.fspath(path))
+
+
+@contextlib.contextmanager
+def _naming_failures(path):
+    """Re-raises an OSError inside the block as `named_os_error(error, path)`."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename == os.fspath(path) and error.errno:
+            raise
+        raise named_os_error(error, path) from error
+
+
 def atomic_save(path, save_fn):
     """Runs `save_fn(temporary_path)`, then renames the result onto `path`.
 
@@ -81,10 +116,11 @@ def atomic_save(path, save_fn):
     folder = _make_folder(path)
     tmp = _temporary_sibling(path)
     try:
-        save_fn(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        with _naming_failures(path):
+            save_fn(tmp)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
     except BaseException:
         _remove_quietly(tmp)
         raise
@@ -116,12 +152,15 @@ def atomic_write(path, write_fn, binary=False, fsync=True):
         ) from e
     try:
         text_args = {} if binary else {"encoding": "utf-8", "newline": ""}
-        with os.fdopen(fd, "wb" if binary else "w", **text_args) as handle:
-            write_fn(handle)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        with _naming_failures(path):
+            # The file is closed (its last buffer written) inside: a full disk shows
+            # at the close as often as at a write.
+            with os.fdopen(fd, "wb" if binary else "w", **text_args) as handle:
+                write_fn(handle)
+                if fsync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.replace(tmp, path)
     except BaseException:
         _remove_quietly(tmp)
         raise
@@ -138,6 +177,40 @@ def write_bytes_atomic(path, data, fsync=True):
 def write_text_atomic(path, text):
     """Writes `text` (str) to `path` atomically, UTF-8."""
     return atomic_write(path, lambda handle: handle.write(text))
+
+
+@contextlib.contextmanager
+def exclusive_lock(path, waiting=None):
+    """Holds an OS lock (`flock`) on the file `path` (created) for the `with` block.
+
+    For writers that build a shared folder (a dataset cache) that two processes may
+    start at once: the second waits until the first is done, then finds its result.
+    The lock belongs to the open file, so the kernel drops it when its holder ends in
+    any way (`kill -9` included). `waiting()` is called first if another process holds
+    the lock. Without `fcntl` (not POSIX), where the lock file cannot be made (a
+    read-only folder) or locks are not supported (some NFS setups) the block runs
+    unlocked.
+    """
+    if fcntl is None:
+        yield
+        return
+    try:
+        fd = os.open(os.fspath(path), os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # held by another process: wait for it
+            if waiting is not None:
+                waiting()
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a signal handler's exception ends the wait
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def json_ready(obj):

@@ -267,10 +267,11 @@ SCHEMA: dict[str, Any] = {
                             doc="missing or unreadable image: stop with an error, or skip it "
                                 "with a warning (counted per split)"),
         "check_images": Field(str, "header", choices=("header", "decode"),
-                              doc="how every split's images are checked before training: "
-                                  "`header` (signature and end marker, a few bytes a file) "
-                                  "or `decode` (a full decode: also finds corrupt data "
-                                  "inside a file; slow)"),
+                              doc="how every split's images are checked before training "
+                                  "and evaluation: `header` (signature and end marker, a few "
+                                  "bytes a file) or `decode` (a full decode: also finds "
+                                  "corrupt data inside a file, JPEG decoder warnings "
+                                  "included; slow)"),
         "seed": Field(int, None, min=0,
                       doc="seed of the generated class/image splits (and of the built-in "
                           "images); null: the run's `seed`"),

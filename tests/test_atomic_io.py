@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 
@@ -72,3 +73,68 @@ def test_an_unwritable_folder_names_the_file(tmp_path):
         atomic_io.write_json_atomic(blocker / "results.json", {"a": 1})
     with pytest.raises(OSError, match="best.keras"):
         atomic_io.atomic_save(blocker / "best.keras", lambda tmp: None)
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO, errno.EDQUOT])
+def test_a_write_failure_inside_the_writer_names_the_target(tmp_path, code):
+    # zipfile, csv and h5py raise the system's error without a file name.
+    path = tmp_path / "best.keras"
+    path.write_bytes(b"previous")
+
+    def fail(handle_or_path):
+        raise OSError(code, f"{os.strerror(code)}\n(HDF5 details, several lines)")
+
+    for write in (lambda: atomic_io.atomic_save(path, fail),
+                  lambda: atomic_io.atomic_write(path, fail, binary=True)):
+        with pytest.raises(OSError) as caught:
+            write()
+        assert caught.value.filename == str(path)
+        assert caught.value.errno == code
+        assert caught.value.strerror == os.strerror(code)  # one line
+        assert path.read_bytes() == b"previous"
+        assert os.listdir(tmp_path) == ["best.keras"]
+
+
+def test_a_failed_rename_names_the_target(tmp_path, monkeypatch):
+    path = tmp_path / "results.json"
+
+    def read_only(src, dst):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), src)  # names the temp file
+
+    monkeypatch.setattr(atomic_io.os, "replace", read_only)
+    with pytest.raises(OSError, match="Read-only file system") as caught:
+        atomic_io.write_json_atomic(path, {"a": 1})
+    assert caught.value.filename == str(path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_exclusive_lock_serialises_two_processes(tmp_path):
+    import subprocess
+    import sys
+
+    lock = tmp_path / ".lock"
+    code = ("import sys, time; from sgma_keras.atomic_io import exclusive_lock\n"
+            f"with exclusive_lock({str(lock)!r}):\n"
+            "    print('locked', flush=True); sys.stdin.readline()\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=root, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              env=dict(os.environ, PYTHONPATH=root))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        waited = []
+        order = []
+
+        def release():
+            waited.append(True)
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            holder.wait()
+            order.append("released")
+
+        with atomic_io.exclusive_lock(lock, waiting=release):
+            order.append("ours")
+        assert waited == [True] and order == ["released", "ours"]
+    finally:
+        holder.kill()
+        holder.wait()

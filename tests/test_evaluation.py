@@ -326,3 +326,39 @@ def test_choices_on_validation_scale_the_heads_and_pick_gamma_cc(setup):
     with pytest.raises(ValueError, match="validation classes"):
         selection.choose_on_validation(make_tiny_model(setup["data"].semantics, SEEN),
                                        setup["data"], cfg)
+
+
+def _corrupt_middle(path):
+    """Random bytes in the middle third: the signature and end marker stay valid."""
+    data = open(path, "rb").read()
+    third = len(data) // 3
+    noise = np.random.default_rng(0).integers(0, 256, third, dtype=np.uint8).tobytes()
+    with open(path, "wb") as handle:
+        handle.write(data[:third] + noise + data[2 * third:])
+
+
+@pytest.mark.parametrize("check,policy", [("decode", "skip"), ("header", "skip"),
+                                          ("decode", "error"), ("header", "error")])
+def test_evaluation_honours_check_images_and_bad_images(setup, data_seam, tmp_path, capsys,
+                                                        check, policy):
+    data = make_tiny_data(str(tmp_path / "data"))
+    victim = data.splits["test_unseen"].paths[-1]  # among the drawn images
+    _corrupt_middle(victim)
+    data_seam(data)
+    out = tmp_path / "out"
+    code = cli.evaluate_main(["--config", setup["config"], "--checkpoint", setup["checkpoint"],
+                              "--output", str(out), "--set", f"data.check_images={check}",
+                              "--set", f"data.bad_images={policy}"])
+    err = capsys.readouterr().err
+    if policy == "skip":
+        assert code == 0, err
+        with open(out / evaluation.RESULTS_FILE) as handle:
+            results = json.load(handle)
+        assert results["num_test_unseen_images"] == len(data.splits["test_unseen"]) - 1
+        assert results["files"]["attention_png"] == evaluation.ATTENTION_PNG
+    else:
+        assert code == 1
+        assert victim in err
+        # Advice only about the settings not in force.
+        assert ("check_images='decode'" in err) == (check == "header")
+        assert "bad_images='skip'" in err

@@ -5,8 +5,11 @@ Each test reproduces one fault an operator met and checks the outcome the README
 "Resume" table promises. The end-to-end ones are `slow` (CI runs them under TF).
 """
 
+import contextlib
+import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -342,6 +345,174 @@ def test_disk_full_during_training_is_one_line(tmp_path, data_dir, monkeypatch, 
     assert len(err.splitlines()) == 1
 
 
+# Writes into a file-size limit (RLIMIT_FSIZE): every write past it fails with EFBIG, as
+# on a full disk, without root or a small file system. SIGXFSZ is ignored so that the
+# write fails instead of killing the process.
+_FILLED_WRITER = """
+import os, resource, signal, sys
+import keras, numpy as np
+from sgma_keras.workflow.checkpoints import save_model_atomic, save_weights_atomic
+model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256), keras.layers.Dense(4)])
+model.compile("adam", "mse")
+model.fit(np.zeros((2, 64)), np.zeros((2, 4)), verbose=0)
+save, path = {"weights": save_weights_atomic, "keras": save_model_atomic}[sys.argv[1]], sys.argv[2]
+save(model, path)  # the previous checkpoint
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (32768, resource.RLIM_INFINITY))
+try:
+    save(model, path)
+except OSError as error:
+    print("FAILED", repr(error.filename), error.strerror, flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="POSIX file size limits")
+@pytest.mark.parametrize("kind,name", [("weights", "latest.weights.h5"), ("keras", "last.keras")])
+def test_a_checkpoint_write_that_fails_part_way_is_one_error_naming_it(tmp_path, kind, name):
+    import h5py
+    import zipfile
+
+    path = tmp_path / name
+    process = subprocess.run([sys.executable, "-c", _FILLED_WRITER, kind, str(path)], cwd=ROOT,
+                             env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3"),
+                             capture_output=True, text=True, timeout=300)
+    # HDF5 writing straight to the file crashed the process at exit (SIGSEGV).
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert f"FAILED {str(path)!r} File too large" in process.stdout
+    assert "Traceback" not in process.stderr
+    assert os.listdir(tmp_path) == [name]  # no temporary file left
+    if kind == "weights":
+        with h5py.File(path, "r") as handle:  # the previous checkpoint, whole
+            assert "vars" in handle or len(handle)
+    else:
+        assert zipfile.ZipFile(path).testzip() is None
+
+
+def test_write_failures_of_frameworks_are_one_line_naming_the_file(tmp_path):
+    import csv
+
+    from sgma_keras.workflow import cli
+
+    class CSVWriter:  # as Keras's CSVLogger: the OSError of a flush names no file
+        filename = str(tmp_path / "logs" / "joint.csv")
+
+        def on_epoch_end(self):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    try:
+        CSVWriter().on_epoch_end()
+    except OSError as error:
+        assert cli._os_error_line(error) == f"{CSVWriter.filename!r}: No space left on device"
+    with open(tmp_path / "a.csv", "w") as handle:
+        try:
+            csv.writer(handle)
+            raise OSError(errno.EIO, "Input/output error")
+        except OSError as error:
+            assert cli._os_error_line(error) == f"{str(tmp_path / 'a.csv')!r}: Input/output error"
+
+    events = "/run/tensorboard/joint/train/events.out.tfevents.1.v2"
+
+    class ResourceExhaustedError(Exception):  # TensorBoard's writer on a full disk
+        pass
+
+    @cli._guarded
+    def main(argv=None):
+        raise ResourceExhaustedError(
+            "{{function_node __wrapped__FlushSummaryWriter_device_/job:localhost/replica:0/"
+            f"task:0/device:CPU:0}} {events}; No space left on device\n\tFailed to flush 3 "
+            f"events to {events}\n\tCould not flush events file. [Op:FlushSummaryWriter]")
+
+    import io
+    import contextlib
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main() == 1
+    assert err.getvalue() == f"error: {events!r}: No space left on device\n"
+
+    @cli._guarded
+    def bug(argv=None):
+        raise ValueError("a bug keeps its traceback")
+
+    with pytest.raises(ValueError):
+        bug()
+
+
+def _limit_file_size(limit):
+    def apply():
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    return apply
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="POSIX file size limits")
+def test_a_write_that_fails_during_training_is_one_line(tmp_path, data_dir):
+    import h5py
+
+    from sgma_keras.workflow.build import load_data
+
+    overrides = tiny_overrides(tmp_path, data_dir, **{"train.backup_every_steps": 1})
+    load_data(load_config(os.path.join(ROOT, "configs/demo.json"), overrides))  # the cache
+    # Weights with the optimizer state are about 230 KB: the first backup fails.
+    process = run_train_cli(cli_args(overrides), preexec_fn=_limit_file_size(150_000))
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 1, output[-3000:]  # was -11 (SIGSEGV in HDF5 at exit)
+    backup = tmp_path / "run" / "backup" / "warmup" / "latest.weights.h5"
+    assert output.strip().splitlines()[-1] == f"error: {str(backup)!r}: File too large"
+    assert "Traceback" not in output and "RuntimeError" not in output
+    leftovers = [name for _, _, files in os.walk(tmp_path / "run") for name in files
+                 if name.startswith(".tmp-")]
+    assert not leftovers and not backup.exists()
+
+
+@contextlib.contextmanager
+def small_disk(path, size):
+    """A tmpfs of `size` bytes mounted at `path` (root only; skips elsewhere)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root")
+    os.makedirs(path)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_a_disk_of_the_estimated_size_holds_the_whole_run(tmp_path, data_dir, monkeypatch,
+                                                          capsys):
+    import collections
+    import math
+    import re
+
+    from sgma_keras.workflow import checkpoints, cli
+
+    disk = tmp_path / "disk"
+    overrides = tiny_overrides(tmp_path, data_dir, output_dir=str(disk / "run"),
+                               **{"train.tensorboard": True, "train.backup_every_steps": 1})
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda path: usage(1, 1, 0))
+    assert cli.train_main(cli_args(overrides)) == 1
+    err = capsys.readouterr().err
+    need = float(re.search(r"training writes about ([0-9.]+) MiB", err).group(1))
+    monkeypatch.undo()
+    shutil.rmtree(disk)
+    # The estimate (rounded up) and the small files written before the check.
+    with small_disk(disk, math.ceil((need + 0.1) * 2**20 / 4096) * 4096 + 2**18):
+        process = run_train_cli(cli_args(overrides))
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, output[-3000:]
+        assert (disk / "run" / "eval" / "results.json").exists()
+    for kind in ("checkpoints", "backup", "temporary copy", "logs", "tensorboard", "evaluation"):
+        assert kind in err
+
+
 # --------------------------------------------------------------------------
 # 8. Bad images outside the training split
 # --------------------------------------------------------------------------
@@ -369,6 +540,21 @@ def test_corrupt_test_unseen_jpeg_found_before_the_first_epoch(tmp_path, capsys)
     assert cli.train_main(cli_args(overrides)) == 1
     err = capsys.readouterr().err
     assert "split 'test_unseen'" in err and victim in err and "cannot be decoded" in err
+    assert not (tmp_path / "run" / "logs" / "warmup.csv").exists()
+
+
+def test_a_jpeg_that_decodes_with_corrupt_data_warnings_fails_the_decode_check(tmp_path, capsys):
+    from sgma_keras.workflow import cli
+    from sgma_keras.workflow.build import load_data
+    from tests.data.helpers import quietly_corrupt_jpeg
+
+    overrides = tiny_overrides(tmp_path, tmp_path / "data", **{"data.check_images": "decode"})
+    data = load_data(load_config(os.path.join(ROOT, "configs/demo.json"), overrides))
+    victim = quietly_corrupt_jpeg(data.splits["test_unseen"].paths[3])
+    assert cli.train_main(cli_args(overrides)) == 1  # was: every image passes, exit 0
+    err = capsys.readouterr().err
+    assert "split 'test_unseen'" in err
+    assert f"{victim}: cannot be decoded cleanly (libjpeg: Corrupt JPEG data" in err
     assert not (tmp_path / "run" / "logs" / "warmup.csv").exists()
 
 

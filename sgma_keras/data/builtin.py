@@ -49,13 +49,16 @@ generation parameters, classes, attributes, labels and part locations. Generatio
 deterministic given the parameters (each image from its own seeded generator). An
 existing complete dataset with the same parameters is reused; the manifest is written
 last and atomically (temp file + `os.replace`), so a killed run leaves no manifest and is
-regenerated from scratch.
+regenerated from scratch. The check and the generation hold an OS lock on
+`root/.builtin.lock`: of two processes that need the same dataset at once (two runs
+sharing `data.builtin.cache_dir`), one generates it and the other waits, then reuses it.
 """
 
 import colorsys
 import io
 import itertools
 import json
+import logging
 import math
 import os
 import shutil
@@ -64,7 +67,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
-from sgma_keras.atomic_io import write_bytes_atomic
+from sgma_keras.atomic_io import exclusive_lock, write_bytes_atomic
 from sgma_keras.data.zsl_data import DataError
 from sgma_keras.data.zsl_data import ImageSplit
 from sgma_keras.data.zsl_data import ZeroShotData
@@ -75,6 +78,9 @@ from sgma_keras.data.zsl_data import train_val_splits
 FORMAT_VERSION = 2  # 2: fine "solid" parts are the pooled tint of the others
 MANIFEST = "builtin_manifest.json"
 _INCOMPLETE = ".builtin_incomplete"
+_LOCK = ".builtin.lock"
+
+logger = logging.getLogger("sgma_keras.data")
 
 HEAD_SHAPES = ("circle", "square", "triangle")
 TAIL_SHAPES = ("fan", "diamond", "bar")
@@ -685,10 +691,19 @@ def make_builtin_dataset(
         colour_attribute, max_tilt, species_per_genus,
     )
     manifest = _read_manifest(root)
-    if not _is_complete(root, manifest, params):
-        manifest = _generate(root, params)
-    elif os.path.exists(os.path.join(root, _INCOMPLETE)):
-        os.remove(os.path.join(root, _INCOMPLETE))  # Killed after the manifest.
+    marker = os.path.join(root, _INCOMPLETE)
+    if not _is_complete(root, manifest, params) or os.path.exists(marker):
+        def waiting():
+            logger.info("Waiting for another process that generates the built-in dataset "
+                        "in %s", root)
+
+        with exclusive_lock(os.path.join(root, _LOCK), waiting):
+            # Read again under the lock: the process we waited for may have made it.
+            manifest = _read_manifest(root)
+            if not _is_complete(root, manifest, params):
+                manifest = _generate(root, params)
+            elif os.path.exists(marker):
+                os.remove(marker)  # Killed after the manifest.
     return _to_zero_shot_data(
         root, manifest, num_unseen, val_fraction, test_seen_fraction
     )

@@ -3,7 +3,9 @@
 The images are exported once, as their original encoded bytes (no re-encoding), to
 `cache_dir/<name>/<split>/<index>.<jpg|png>`, so that the same file-based pipeline
 serves every source. A manifest (labels, class names) is written last and atomically;
-an export is reused when its manifest and files are complete.
+an export is reused when its manifest and files are complete. The export holds an OS
+lock on `cache_dir/<name>.lock`: of two processes that need it at once, one exports and
+the other waits, then reuses it.
 
 Class names: the `label` feature's names, or for caltech_birds2011 (whose labels have
 no names) the `label_name` text of the examples. TFDS has no class semantics: a
@@ -13,11 +15,12 @@ required. All TFDS splits are pooled; the zero-shot protocol comes from
 """
 
 import json
+import logging
 import os
 
 import numpy as np
 
-from sgma_keras.atomic_io import write_bytes_atomic
+from sgma_keras.atomic_io import exclusive_lock, write_bytes_atomic
 from sgma_keras.data import raw_common
 from sgma_keras.data import readers
 from sgma_keras.data.zsl_data import DataError
@@ -28,9 +31,24 @@ TFDS_SPLITS = {
 }
 _MANIFEST = "manifest.json"
 
+logger = logging.getLogger("sgma_keras.data")
+
 
 def _extension(data):
     return ".png" if data.startswith(b"\x89PNG") else ".jpg"
+
+
+def _complete_export(out_dir):
+    """(paths, labels, class_names) of a complete export in `out_dir`, else None."""
+    manifest_path = os.path.join(out_dir, _MANIFEST)
+    if not os.path.isfile(manifest_path):
+        return None
+    with open(manifest_path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    paths = [os.path.join(out_dir, p) for p in manifest["files"]]
+    if not all(os.path.isfile(p) for p in paths):
+        return None
+    return paths, np.asarray(manifest["labels"], np.int64), manifest["class_names"]
 
 
 def export_tfds_images(name, cache_dir, data_dir=None, download=False):
@@ -39,22 +57,34 @@ def export_tfds_images(name, cache_dir, data_dir=None, download=False):
     Returns:
         (paths, 0-based labels, class_names).
     """
-    import tensorflow_datasets as tfds
-
     if name not in TFDS_SPLITS:
         raise DataError(f"tfds.name must be one of {sorted(TFDS_SPLITS)}; got {name!r}.")
     if not cache_dir:
         raise DataError("tfds source needs data.tfds.cache_dir to export images to.")
     out_dir = os.path.join(cache_dir, name)
-    manifest_path = os.path.join(out_dir, _MANIFEST)
-    if os.path.isfile(manifest_path):
-        with open(manifest_path, encoding="utf-8") as f:
-            manifest = json.load(f)
-        paths = [os.path.join(out_dir, p) for p in manifest["files"]]
-        if all(os.path.isfile(p) for p in paths):
-            return paths, np.asarray(manifest["labels"], np.int64), manifest["class_names"]
-        os.remove(manifest_path)
+    found = _complete_export(out_dir)
+    if found is not None:
+        return found
+    os.makedirs(cache_dir, exist_ok=True)
 
+    def waiting():
+        logger.info("Waiting for another process that exports %s to %s", name, out_dir)
+
+    with exclusive_lock(os.path.join(cache_dir, f"{name}.lock"), waiting):
+        # Read again under the lock: the process we waited for may have exported it.
+        found = _complete_export(out_dir)
+        if found is not None:
+            return found
+        return _export(name, out_dir, data_dir, download)
+
+
+def _export(name, out_dir, data_dir, download):
+    """Writes the images of every split, then the manifest (call with the lock held)."""
+    import tensorflow_datasets as tfds
+
+    manifest_path = os.path.join(out_dir, _MANIFEST)
+    if os.path.exists(manifest_path):  # an incomplete export: not to be reused
+        os.remove(manifest_path)
     builder = tfds.builder(name, data_dir=data_dir)
     if download:
         builder.download_and_prepare()

@@ -24,6 +24,7 @@ truncated one. Checkpoints are checked (`read_checkpoint_config`,
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import math
@@ -47,7 +48,13 @@ except ImportError:  # not POSIX: no run-folder lock
 from keras.src.callbacks.monitor_callback import MonitorCallback
 
 import sgma_keras.model  # noqa: F401  (registers SGMA and its layers for load_model)
-from sgma_keras.atomic_io import atomic_save, write_json_atomic, write_text_atomic
+from sgma_keras.atomic_io import (
+    atomic_save,
+    named_os_error,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from sgma_keras.config import save_resolved_config
 from sgma_keras.errors import UserError
 from sgma_keras.workflow.model_args import ARCHITECTURE_KEYS
@@ -378,9 +385,46 @@ def save_model_atomic(model, path):
     atomic_save(path, model.save)
 
 
+class _NamedBuffer(io.BytesIO):
+    """An in-memory file whose `str()` is a file name: Keras checks the `.weights.h5`
+    ending on `str(filepath)` and writes HDF5 into an `io.BytesIO` as it is."""
+
+    def __init__(self, name):
+        super().__init__()
+        self._name = name
+
+    def __str__(self):
+        return self._name
+
+
+def weights_file_bytes(model):
+    """The bytes of `model.save_weights` (a `.weights.h5` file), made in memory.
+
+    HDF5 writing straight to a file that fails part-way (a full disk) leaves the
+    library unable to close it: h5py then raises from finalizers and the process
+    crashes at exit (SIGSEGV). Made in memory, only plain file writes touch the disk,
+    and their failures are ordinary OSErrors. A `.keras` save holds its weights in
+    memory the same way. None when Keras does not take an in-memory file.
+    """
+    buffer = _NamedBuffer("memory.weights.h5")
+    try:
+        model.save_weights(buffer)
+    except TypeError:  # a Keras that takes paths only
+        return None
+    return buffer.getvalue()
+
+
 def save_weights_atomic(model, path):
-    """`model.save_weights(path)` (a `.weights.h5` file), atomically."""
-    atomic_save(path, model.save_weights)
+    """`model.save_weights(path)` (a `.weights.h5` file), atomically.
+
+    A failed write (full disk, I/O error) raises an OSError naming `path` and leaves
+    the previous file intact (see `weights_file_bytes`).
+    """
+    data = weights_file_bytes(model)
+    if data is None:
+        atomic_save(path, model.save_weights)
+    else:
+        write_bytes_atomic(path, data)
 
 
 def _finite(logs):
@@ -583,26 +627,112 @@ def ensure_writable_dir(path, what="results folder", hint="choose another with -
     return full
 
 
+# HDF5 stores each variable as a dataset in its own group: about this many bytes of
+# headers per variable (1.8 KB measured for a .weights.h5 of the tiny model).
+_BYTES_PER_VARIABLE = 2048
+# A cell of the evaluation figures is 2.2 in at 100 dpi: 220 px a side.
+_FIGURE_CELL_PX = 220
+
+
+def _variable_bytes(variables):
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+
+
 def checkpoint_bytes(model, optimizer_slots=2):
-    """About the size of one checkpoint of `model` with its optimizer's state (bytes)."""
-    values = sum(int(np.prod(v.shape)) for v in model.weights)
-    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
-    return 4 * (values + optimizer_slots * trainable)
+    """About the size of one `.weights.h5` of `model` with its optimizer's state (bytes).
+
+    `optimizer_slots` values per trainable value (Adam: 2, SGD with momentum: 1), and
+    the HDF5 headers of every variable (they dominate for a tiny model).
+    """
+    trainable = [v for v in model.weights if v.trainable]
+    values = _variable_bytes(model.weights) + optimizer_slots * _variable_bytes(trainable)
+    count = len(model.weights) + optimizer_slots * len(trainable) + 8
+    return values + _BYTES_PER_VARIABLE * count
 
 
-def check_free_space(path, need, what="run folder", hint="free space or choose another "
-                     "--output-dir"):
-    """Raises FolderError when the file system of `path` has less than `need` bytes free."""
+def _file_size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _folder_size(path):
+    return sum(_file_size(os.path.join(folder, name))
+               for folder, _, names in os.walk(path) for name in names)
+
+
+def run_write_bytes(model, cfg, optimizer_slots=2, root=None):
+    """What training `cfg` writes into its run folder, in bytes, by kind of file.
+
+    Counts what is on disk at once at the worst moment (the last stage): the stage
+    weights, a backup, best.keras and last.keras (each with the optimizer state), the
+    temporary copy an atomic save makes beside its target, the CSV logs, TensorBoard
+    (scalars and the attention images of `AttentionImages`) and the evaluation folder
+    (results, figures). Files of `root` (a run being resumed) that will be replaced
+    are subtracted. Returns {kind: bytes}; `sum()` it for the total before the margin.
+    """
+    root = root or cfg["output_dir"]
+    train_cfg, ev = cfg["train"], cfg["eval"]
+    weights = checkpoint_bytes(model, optimizer_slots)
+    config_json = len(json.dumps(model.get_config(), default=str)) + 8192
+    keras_file = weights + config_json
+    checkpoints = os.path.join(root, "checkpoints")
+    stage_files = [os.path.join(checkpoints, f"{stage}.weights.h5") for stage in ("warmup", "init")]
+    kept = {path: weights for path in stage_files}
+    kept.update({os.path.join(checkpoints, name): keras_file
+                 for name in ("best.keras", "last.keras")})
+    parts = {
+        "checkpoints": sum(max(0, size - _file_size(path)) for path, size in kept.items()),
+        "backup": max(0, weights - _folder_size(os.path.join(root, "backup"))),
+        "temporary copy": keras_file,
+    }
+    epochs = sum(int(train_cfg[stage].get("epochs", 0)) for stage in ("warmup", "joint"))
+    parts["logs"] = 1024 * epochs
+    if train_cfg["tensorboard"]:
+        size = cfg["input"]["image_size"]
+        maps = model.num_parts if getattr(model, "part_mode", None) == "attention" else 0
+        # 4 validation images and their part overlays per joint epoch, as PNG: at most raw.
+        images = 4 * size * size * (maps + 1) * 3 if maps else 0
+        parts["tensorboard"] = 8192 * epochs + images * int(train_cfg["joint"].get("epochs", 0))
+    # Figures: per drawn image, the image and its K maps, and its K part crops. A cell
+    # holds no more detail than the input image (measured: 3.3 bytes per input pixel
+    # at 112 px, as PNG); 4 bytes per pixel of the smaller of the two.
+    count, parts_k = int(ev["visualize_images"]), int(model.num_parts)
+    side = min(_FIGURE_CELL_PX, max(int(cfg["input"]["image_size"]), 64))
+    figures = 4 * side * side * count * (2 * parts_k + 1) + 2**18  # + the curve, colour bars
+    tables = 65536 + 96 * int(ev["calibration_points"]) + 512 * int(model.num_classes)
+    parts["evaluation"] = max(0, figures + tables - _folder_size(os.path.join(root, "eval")))
+    return parts
+
+
+def check_free_space(path, need=None, what="run folder", hint="free space or choose another "
+                     "--output-dir", *, cfg=None, model=None, optimizer_slots=2, margin=0.25):
+    """Raises FolderError when the file system of `path` has too little space free.
+
+    `need` in bytes; or, given the run's `cfg` and built `model`, what the run writes
+    (`run_write_bytes`) plus `margin` (a fraction) and 1 MiB for the small files.
+    Returns the free bytes.
+    """
+    parts = None
+    if need is None:
+        parts = run_write_bytes(model, cfg, optimizer_slots, path)
+        need = int(sum(parts.values()) * (1 + margin)) + 2**20
     try:
         free = shutil.disk_usage(path).free
     except OSError as error:
         raise FolderError(f"Cannot read the free space of the {what} {path!r} "
                           f"({error.strerror or error}); {hint}.") from None
     if free < need:
+        if parts is None:
+            detail = ""
+        else:
+            listed = ", ".join(f"{kind} {size / 2**20:.1f}" for kind, size in parts.items())
+            detail = (f" ({listed} MiB, and a {margin:.0%} margin; the checkpoints, backup "
+                      "and temporary copy hold the optimizer state)")
         raise FolderError(
             f"The {what} {path!r} has {free / 2**20:.1f} MiB free; training writes about "
-            f"{need / 2**20:.1f} MiB there (best.keras, last.keras, a backup and one "
-            f"temporary copy, each with the optimizer state); {hint}."
+            f"{need / 2**20:.1f} MiB there{detail}; {hint}."
         )
     return free
 

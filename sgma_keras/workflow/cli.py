@@ -21,10 +21,13 @@ config (`demo`, `configs/demo.json`; `sgma_keras.config.find_config`).
 
 import argparse
 import contextlib
+import errno
 import functools
+import io
 import logging
 import math
 import os
+import re
 import signal
 import sys
 
@@ -138,16 +141,68 @@ def _fail(error):
 _STATE = {"run_folder": None}
 
 
+def _path_in_traceback(tb):
+    """The file a failed write was writing, from the frames it failed in (innermost
+    first): an open file object, or the `filename`/`filepath` of the object writing
+    (Keras's CSVLogger). None when no frame holds one."""
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for name, value in frame.f_locals.items():
+            name_of = getattr(value, "name", None) if isinstance(value, io.IOBase) else None
+            if isinstance(name_of, str) and not name_of.startswith("<"):  # not <stdout>
+                return name_of
+            if name == "self":
+                for attribute in ("filename", "filepath"):
+                    found = getattr(value, attribute, None)
+                    if isinstance(found, (str, os.PathLike)):
+                        return os.fspath(found)
+    return None
+
+
 def _os_error_line(error):
     """An OSError as one line: the path and the cause."""
-    path = error.filename if error.filename is not None else None
+    path = error.filename
+    if path is None:
+        path = _path_in_traceback(error.__traceback__)
     cause = error.strerror or str(error)
+    if error.errno and "\n" in str(cause):  # h5py's: several lines of HDF5 details
+        cause = os.strerror(error.errno)
     text = f"{path!r}: {cause}" if path is not None else cause
     return " ".join(str(text).split())
 
 
+# Write failures that frameworks raise as their own exceptions, with the path and the
+# system's reason in the text: TensorFlow's file system ("<path>; No space left on
+# device", e.g. TensorBoard's event writer) and HDF5 ("filename = '<path>', ...,
+# errno = 28").
+_WRITE_ERRNOS = tuple(getattr(errno, name) for name in ("ENOSPC", "EIO", "EROFS", "EFBIG",
+                                                         "EDQUOT", "EACCES")
+                      if hasattr(errno, name))
+_TF_PATH = re.compile(r"(?:^|\s)(/[^;\n]+); ([^\n]+)")
+_HDF5_PATH = re.compile(r"filename = '([^']+)'.*?errno = (\d+)", re.S)
+
+
+def _write_failure_line(error):
+    """One line (path: cause) for a framework's write failure, else None."""
+    text = str(error)
+    found = _HDF5_PATH.search(text)
+    if found and int(found.group(2)) in _WRITE_ERRNOS:
+        return f"{found.group(1)!r}: {os.strerror(int(found.group(2)))}"
+    reasons = {os.strerror(code): code for code in _WRITE_ERRNOS}
+    for match in _TF_PATH.finditer(text):
+        reason = match.group(2).strip()
+        if reason in reasons:
+            return f"{match.group(1)!r}: {reason}"
+    return None
+
+
 def _guarded(main):
-    """Ends `main` on SIGINT/SIGTERM (130/143) or an OSError (1) with one line each.
+    """Ends `main` on SIGINT/SIGTERM (130/143) or a failed read or write (1: an
+    OSError, or a framework's write failure such as TensorBoard's on a full disk) with
+    one line each, naming the file.
 
     An interrupted training run keeps its state (every file is written atomically,
     the last backup included) and resumes when the same command runs again.
@@ -166,6 +221,12 @@ def _guarded(main):
             return 128 + int(getattr(interrupt, "signum", signal.SIGINT))
         except OSError as error:
             print(f"error: {_os_error_line(error)}", file=sys.stderr)
+            return 1
+        except Exception as error:  # noqa: BLE001 - a framework's write failure, else re-raised
+            line = _write_failure_line(error)
+            if line is None:
+                raise
+            print(f"error: {line}", file=sys.stderr)
             return 1
 
     return run

@@ -50,6 +50,7 @@ import numpy as np
 
 from sgma_keras import zero_shot
 from sgma_keras.atomic_io import write_json_atomic, write_text_atomic
+from sgma_keras.data.image_check import naming_bad_images
 from sgma_keras.data.pipeline import make_dataset
 from sgma_keras.errors import UserError
 from sgma_keras.metrics import GZSLAccuracy, ZSLAccuracy
@@ -172,9 +173,11 @@ def keras_metrics_evaluate(model, data, cfg, calibration=0.0, gzsl_classes=None)
         ]
     )
     split = readable_split(gzsl_test_split(data), cfg, "test images")
+    check, policy = cfg["data"]["check_images"], cfg["data"]["bad_images"]
     ds = make_dataset(split, cfg["input"]["image_size"], eval_batch_size(cfg), training=False,
-                      deterministic=True, seed=cfg["seed"], check="none")
-    logs = model.evaluate(ds, return_dict=True, verbose=0)
+                      deterministic=True, seed=cfg["seed"], check="none", bad_images=policy)
+    with naming_bad_images(split.paths, "test images", check, policy):
+        logs = model.evaluate(ds, return_dict=True, verbose=0)
     keys = ["zsl_top1", "gzsl_u", "gzsl_s", "gzsl_h", "gzsl_cal_u", "gzsl_cal_s", "gzsl_cal_h"]
     return {k: float(logs[k]) for k in keys}
 
@@ -308,12 +311,16 @@ def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=No
     gamma = cal["gamma"]
 
     # 2. Test predictions (about half of the drawn images from each test split).
+    # Drawn images are chosen among the readable ones (data.bad_images="skip" drops some).
     count = cfg["eval"]["visualize_images"]
-    num_unseen, num_seen = len(data.splits["test_unseen"]), len(data.splits["test_seen"])
-    keep_unseen, keep_seen = visual_indices(num_unseen, num_seen, count)
-    unseen = collect_predictions(model, data.splits["test_unseen"], cfg, keep_unseen,
-                                 "test_unseen images")
-    seen = collect_predictions(model, data.splits["test_seen"], cfg, keep_seen, "test_seen images")
+    test_unseen = readable_split(data.splits["test_unseen"], cfg, "test_unseen images")
+    test_seen = readable_split(data.splits["test_seen"], cfg, "test_seen images")
+    keep_unseen, keep_seen = visual_indices(len(test_unseen), len(test_seen), count)
+    unseen = collect_predictions(model, test_unseen, cfg, keep_unseen, "test_unseen images",
+                                 checked=True)
+    seen = collect_predictions(model, test_seen, cfg, keep_seen, "test_seen images",
+                               checked=True)
+    keep_unseen, keep_seen = unseen["kept_rows"], seen["kept_rows"]
     scores = np.concatenate([seen["scores"], unseen["scores"]])
     labels = np.concatenate([seen["labels"], unseen["labels"]])
 

@@ -35,7 +35,6 @@ from sgma_keras.workflow.checkpoints import (
     accept_run_config,
     backup_epoch,
     check_free_space,
-    checkpoint_bytes,
     ensure_writable_dir,
     load_weights_quietly,
     monitor_mode,
@@ -451,7 +450,7 @@ def _run_phase(cfg, folder, data, proto, phase, replicas, verbose, epochs,
     model = build_model(cfg, data, proto.seen_classes)
     model.build((None, cfg["input"]["image_size"], cfg["input"]["image_size"], 3))
     slots = 2 if train_cfg["optimizer"] != "sgd" else int(train_cfg["momentum"] > 0)
-    check_free_space(folder.root, 4 * checkpoint_bytes(model, slots))
+    check_free_space(folder.root, cfg=cfg, model=model, optimizer_slots=slots)
     run = Run(cfg, folder, data, proto, model, train_ds, val_ds, verbose, phase, epochs,
               learning_rates)
     finished = [run.key(s) for s in STAGES if run.key(s) in done and not s.selects_model]

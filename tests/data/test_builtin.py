@@ -233,3 +233,73 @@ def test_species_of_a_genus_differ_only_in_patterns(tmp_path):
         builtin.sample_classes(10, species_per_genus=4)
     with pytest.raises(DataError, match="num_unseen \\(3\\) must be even"):
         builtin.choose_unseen(attrs, 3, species_per_genus=4)
+
+
+# One process generating the dataset (paused after its fifth image until `go` exists),
+# or, with go "-", another one needing the same dataset.
+_BUILDER = """
+import hashlib, logging, os, sys, time
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+from sgma_keras.data import builtin
+root, go = sys.argv[1], sys.argv[2]
+if go != "-":
+    render, count = builtin.render_image, [0]
+    def paused(*args, **kwargs):
+        count[0] += 1
+        if count[0] == 5:
+            print("paused", flush=True)
+            while not os.path.exists(go):
+                time.sleep(0.02)
+        return render(*args, **kwargs)
+    builtin.render_image = paused
+data = builtin.make_builtin_dataset(root, num_classes=8, num_images=48, image_size=48,
+                                    num_unseen=2)
+paths = [p for split in ("trainval", "test_seen", "test_unseen") for p in data.splits[split].paths]
+print("digest", hashlib.sha1(b"".join(open(p, "rb").read() for p in paths)).hexdigest(),
+      len(paths), flush=True)
+"""
+
+
+def test_two_processes_that_need_one_dataset_both_get_it(tmp_path):
+    import subprocess
+    import sys
+
+    root_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root_dir, TF_CPP_MIN_LOG_LEVEL="3")
+    root, go = tmp_path / "cache" / "builtin", tmp_path / "go"
+
+    def start(flag):
+        return subprocess.Popen([sys.executable, "-c", _BUILDER, str(root), flag], cwd=root_dir,
+                                env=env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+
+    def read_until(process, text):
+        """Its output up to the line holding `text`, or all of it if it ends first."""
+        seen = []
+        for line in process.stdout:
+            seen.append(line)
+            if text in line:
+                break
+        return "".join(seen)
+
+    first = start(str(go))
+    second = None
+    try:
+        before = read_until(first, "paused")
+        assert "paused" in before, before[-3000:]
+        second = start("-")
+        waited = read_until(second, "Waiting for another process")  # or, unlocked, its end
+        go.touch()
+        outputs = [before + first.communicate(timeout=300)[0],
+                   waited + second.communicate(timeout=300)[0]]
+    finally:
+        go.touch()
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    assert "Waiting for another process" in outputs[1]
+    digests = [next(line for line in out.splitlines() if line.startswith("digest"))
+               for out in outputs]
+    assert digests[0] == digests[1] and digests[0].endswith(" 48")
+    assert not os.path.exists(root / ".builtin_incomplete")

@@ -8,6 +8,7 @@ import pytest
 from sgma_keras.data.pipeline import make_dataset
 from sgma_keras.data.zsl_data import DataError
 from sgma_keras.data.zsl_data import ImageSplit
+from tests.data.helpers import quietly_corrupt_jpeg
 from tests.data.helpers import truncate
 from tests.data.helpers import write_image
 
@@ -129,6 +130,20 @@ def test_decode_check_catches_corrupt_data(tmp_path):
         ImageSplit([path, good], [0, 1]), SIZE, 2, training=False, bad_images="skip"
     )
     assert _arrays(ds)[1].tolist() == [1]
+
+
+def test_decode_check_fails_a_jpeg_that_decodes_with_corrupt_data_warnings(tmp_path, capfd):
+    bad = quietly_corrupt_jpeg(str(tmp_path / "quiet.jpg"))
+    good = write_image(str(tmp_path / "good.jpg"))
+    with pytest.raises(DataError) as info:
+        make_dataset(ImageSplit([good, bad], [0, 1]), SIZE, 1, training=False, check="decode")
+    message = str(info.value)
+    assert "1 of 2 images" in message
+    assert f"{bad}: cannot be decoded cleanly (libjpeg: Corrupt JPEG data:" in message
+    assert "Corrupt JPEG data" not in capfd.readouterr().err  # told once, with its file
+    ds = make_dataset(ImageSplit([good, bad], [0, 1]), SIZE, 2, training=False, check="decode",
+                      bad_images="skip")
+    assert _arrays(ds)[1].tolist() == [0]
 
 
 def test_png_and_argument_errors(tmp_path):

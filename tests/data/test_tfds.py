@@ -71,3 +71,52 @@ def test_load_tfds(tmp_path, name, per_split, class_name):
     assert data.unseen_classes.tolist() == [3]
     assert len(data.splits["test_unseen"]) == np.sum(labels == 3)
     assert data.splits["trainval"].paths[0].endswith(".jpg")
+
+
+def test_two_exports_of_one_dataset_at_once_export_it_once(tmp_path):
+    import logging
+    import threading
+
+    from sgma_keras.data import tfds_source
+
+    waiting = threading.Event()
+    calls = []
+
+    class Seen(logging.Handler):
+        def emit(self, record):
+            if "Waiting for another process" in record.getMessage():
+                waiting.set()
+
+    fake = _fake_as_dataset(3)
+
+    def as_dataset(self, split, **kwargs):
+        calls.append(split)
+        if len(calls) == 1:  # the first export holds on until the second one waits
+            waiting.wait(timeout=20)
+        return fake(self, split, **kwargs)
+
+    handler = Seen()
+    tfds_source.logger.addHandler(handler)
+    tfds_source.logger.setLevel(logging.INFO)
+    results, errors = [], []
+
+    def export():
+        try:
+            results.append(export_tfds_images("oxford_flowers102", str(tmp_path)))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    try:
+        with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+            threads = [threading.Thread(target=export) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=120)
+    finally:
+        tfds_source.logger.removeHandler(handler)
+    assert not errors and len(results) == 2
+    assert waiting.is_set()
+    assert calls == ["train", "validation", "test"]  # exported once
+    assert results[0][0] == results[1][0] and results[0][2] == results[1][2]
+    assert np.array_equal(results[0][1], results[1][1])
