@@ -155,7 +155,7 @@ def test_fit_logs_validation_metrics_only(tmp_path, caplog):
     from sgma_keras.workflow import training
 
     argv = tiny_args(tmp_path, **{"train.init.enabled": False, "train.joint.enabled": False,
-                                  "train.tensorboard": False})
+                                  "train.tensorboard": False, "train.refit": False})
     cfg = load_config(os.path.join(ROOT, "configs/demo.json"),
                       argv[3::2])  # the values of the --set items
     with caplog.at_level(logging.INFO, logger="sgma_keras"):

@@ -3,6 +3,7 @@
 Each module imports only the ones listed before it (`tests/test_imports.py` fails on
 any cycle, imports inside functions included):
 
+    terminal     terminal width, log lines wrapped to it (imports no framework)
     model_args   the table config key -> SGMA argument (and the architecture keys)
     protocol     which images and classes training, validation and test see
     checkpoints  run folder, crash-safe saving callbacks, checkpoint read/check/load
@@ -10,8 +11,8 @@ any cycle, imports inside functions included):
                  optimizer, datasets
     predictions  a model run over a split, in order (scores, boxes, maps)
     evaluation   test report: ZSL, GZSL, calibration on validation, AUSUC, figures
-    logs         what training prints (one line per epoch) and attention images
-                 in TensorBoard
+    logs         what training prints (a progress line on a terminal, one line per
+                 epoch) and attention images in TensorBoard
     training     the stages as a table (warm-up, attention init, joint), `train(cfg)`
     export       TensorFlow SavedModel of a checkpoint
     predict      a trained model (.keras or SavedModel) on image files, arrays or tf.data:

@@ -36,6 +36,7 @@ from sgma_keras.config import (
 )
 from sgma_keras.errors import UserError
 from sgma_keras.workflow.interrupts import handling_stop_signals
+from sgma_keras.workflow.terminal import TerminalFormatter, wrap_text
 
 log = logging.getLogger("sgma_keras")
 
@@ -107,16 +108,15 @@ def _quiet_start(verbose):
 def _setup_logging(verbose=False):
     """Our INFO lines (timestamped, to stdout); other libraries' only with --verbose."""
     root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(TerminalFormatter(sys.stdout))  # on a terminal: wrapped to its width
     if verbose:
         if not root.handlers:
-            logging.basicConfig(stream=sys.stdout, level=logging.INFO,
-                                format="%(asctime)s %(message)s")
+            logging.basicConfig(level=logging.INFO, handlers=[handler])
         return
     ours = logging.getLogger("sgma_keras")
     ours.setLevel(logging.INFO)
     if not root.handlers and not ours.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         ours.addHandler(handler)
 
 
@@ -206,8 +206,8 @@ def train_main(argv=None):
         results = train(cfg, allow_config_change=args.allow_config_change)
     except (UserError, TrainingDiverged) as error:
         return _fail(error)
-    print(format_results(results))
-    print(f"Run folder: {cfg['output_dir']}")
+    print(wrap_text(format_results(results), sys.stdout))
+    print(wrap_text(f"Run folder: {cfg['output_dir']}", sys.stdout))
     return 0
 
 
