@@ -63,6 +63,7 @@ from sgma_keras.workflow.checkpoints import (
     model_description,
     read_checkpoint_config,
 )
+from sgma_keras.workflow.files import removing_if_left_empty
 from sgma_keras.workflow.predictions import collect_predictions, readable_split, to_numpy
 from sgma_keras.workflow.protocol import gzsl_test_split, validation_protocol
 
@@ -429,13 +430,16 @@ def format_results(results):
 def run_evaluation(cfg, checkpoint=None, output_dir=None, calibration=None, keras_metrics=False):
     """The `evaluate.py` pipeline: cheap checks first, then data, model, evaluation."""
     checkpoint = checkpoint or default_checkpoint(cfg)
-    output_dir = ensure_writable_dir(output_dir or RunFolder(cfg["output_dir"]).eval)
     saved = describe_checkpoint(read_checkpoint_config(checkpoint))
     check_checkpoint_matches(saved, cfg, None, repr(checkpoint))
-    data = load_data(cfg)
-    check_checkpoint_matches(saved, cfg, data, repr(checkpoint))
-    model = load_checkpoint(checkpoint)
-    return evaluate_model(model, data, cfg, output_dir, checkpoint, calibration, keras_metrics)
+    # A failure from here on takes back the results folder if it was created empty.
+    with removing_if_left_empty(output_dir or RunFolder(cfg["output_dir"]).eval) as output_dir:
+        output_dir = ensure_writable_dir(output_dir)
+        data = load_data(cfg)
+        check_checkpoint_matches(saved, cfg, data, repr(checkpoint))
+        model = load_checkpoint(checkpoint)
+        return evaluate_model(model, data, cfg, output_dir, checkpoint, calibration,
+                              keras_metrics)
 
 
 def write_per_class_csv(path, class_names, accs_by_setting, seen_classes=None,

@@ -83,6 +83,9 @@ class TerminalFormatter(logging.Formatter):
         rows = []
         for number, line in enumerate(message.splitlines() or [""]):
             first = width - len(head) if number == 0 else width - indent
+            if len(line) <= first:
+                rows.append(("" if number == 0 else " " * indent) + line)
+                continue
             wrapped = wrap_line(line, width - indent, first)
             rows.append(("" if number == 0 else " " * indent) + wrapped[0])
             rows += [" " * indent + row for row in wrapped[1:]]
@@ -97,6 +100,11 @@ def wrap_text(text, stream):
         return text
     rows = []
     for line in text.splitlines():
-        wrapped = wrap_line(line, width - 2, width)
-        rows += [wrapped[0]] + ["  " + row for row in wrapped[1:]]
+        if len(line) <= width:
+            rows.append(line)
+            continue
+        lead = " " * (len(line) - len(line.lstrip()))
+        indent = lead + "  " if len(lead) + 2 <= width // 2 else "  "
+        wrapped = wrap_line(line.strip(), width - len(indent), width - len(lead))
+        rows += [lead + wrapped[0]] + [indent + row for row in wrapped[1:]]
     return "\n".join(rows)

@@ -408,6 +408,8 @@ def check_split_images(cfg, data):
 def _train_locked(cfg, folder, verbose):
     _probe_cache(cfg)
     data = load_data(cfg)
+    log.info("Dataset %s: %d classes (%d unseen), read from %s", data.name, data.num_classes,
+             len(data.unseen_classes), data.folder or "memory")
     check_split_images(cfg, data)
     train_cfg = cfg["train"]
     proto = protocol(data, train_cfg, cfg["seed"])
