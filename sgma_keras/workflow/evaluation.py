@@ -186,7 +186,9 @@ def _draw_figures(model, kept, labels, data, output_dir, count, predictions=None
         plot_attention_grid(kept["images"], kept["attention_maps"], kept["boxes"],
                             os.path.join(output_dir, ATTENTION_PNG), labels=labels,
                             class_names=data.class_names, max_images=count,
-                            predictions=predictions)
+                            predictions=predictions,
+                            title=f"{data.name}: attention maps and part boxes of "
+                                  f"{min(count, len(labels))} test images")
         files["attention_png"] = ATTENTION_PNG
     else:
         skipped["attention_png"] = f"model.part_mode={model.part_mode!r} has no attention maps"
@@ -196,7 +198,8 @@ def _draw_figures(model, kept, labels, data, output_dir, count, predictions=None
         rows = [f"{'seen' if int(c) in seen else 'unseen'}: {data.class_names[int(c)]}"
                 for c in labels]
         plot_part_crops(to_numpy(parts), os.path.join(output_dir, PARTS_PNG), max_images=count,
-                        row_labels=rows)
+                        row_labels=rows, boxes=kept["boxes"],
+                        title=f"{data.name}: part crops (what each part branch sees)")
         files["parts_png"] = PARTS_PNG
     else:
         skipped["parts_png"] = f"model.part_mode={model.part_mode!r} crops no parts"
@@ -362,7 +365,8 @@ def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=No
                                       return_gammas=True)
     results["seen_unseen_curve"] = {"s": cs, "u": cu, "gamma": cg}
     plot_seen_unseen_curve(s, u, os.path.join(output_dir, CURVE_PNG),
-                              title=f"{data.name}: seen-unseen curve (test)", marker=marker)
+                           title=f"{data.name}: seen-unseen curve (test)", marker=marker,
+                           marker_label=None if gamma is None else _constant_label(cal))
     files = {"results_json": RESULTS_FILE, "per_class_csv": PER_CLASS_CSV, "curve_png": CURVE_PNG}
 
     # 5. Per-class CSV, part localisation, figures.
@@ -395,6 +399,13 @@ def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=No
     results["elapsed_s"] = round(time.time() - started, 2)
     write_json_atomic(os.path.join(output_dir, RESULTS_FILE), results)
     return results
+
+
+def _constant_label(cal):
+    """The curve's legend entry of the calibration constant: its value and source."""
+    split = cal["split"]
+    source = "given" if split == "given" else "chosen on " + split.replace(" (", ", ").rstrip(")")
+    return f"calibration constant {cal['gamma']:.4g}\n({source})"
 
 
 def format_results(results):
