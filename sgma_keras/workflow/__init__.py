@@ -4,6 +4,8 @@ Each module imports only the ones listed before it (`tests/test_imports.py` fail
 any cycle, imports inside functions included):
 
     terminal     terminal width, log lines wrapped to it (imports no framework)
+    files        a checkpoint file read without Keras, folders a failed command
+                 created taken back (imports no framework)
     model_args   the table config key -> SGMA argument (and the architecture keys)
     protocol     which images and classes training, validation and test see
     checkpoints  run folder, crash-safe saving callbacks, checkpoint read/check/load
@@ -17,9 +19,12 @@ any cycle, imports inside functions included):
     export       TensorFlow SavedModel of a checkpoint
     predict      a trained model (.keras or SavedModel) on image files, arrays or tf.data:
                  top-k class names, boxes, maps; new classes from their descriptions
+    samples      test images and class descriptions of a config's dataset (a first
+                 prediction)
     cli          the argument parsers and `main`s of train.py, evaluate.py, export.py,
-                 predict.py (the console commands sgma-train, sgma-evaluate, sgma-export,
-                 sgma-predict); imports no framework until a config is valid
+                 predict.py, samples.py (the console commands sgma-train, sgma-evaluate,
+                 sgma-export, sgma-predict, sgma-samples); imports no framework until a
+                 config is valid
 
 The model, its layers and losses (`sgma_keras.model`, `layers/`, `losses`) and the data
 (`sgma_keras.data`) sit below this package and never import it.

@@ -1,14 +1,19 @@
-"""The command lines of `train.py`, `evaluate.py`, `export.py`, `predict.py` and
-`python -m sgma_keras.config`: one way to parse arguments, load the config and report
-errors.
+"""The command lines of `train.py`, `evaluate.py`, `export.py`, `predict.py`,
+`samples.py` and `python -m sgma_keras.config`: one way to parse arguments, load the
+config and report errors.
 
 Every command takes `--config FILE` and repeatable `--set KEY=VALUE` overrides, and
 exits with 0 on success, 2 on a bad config or arguments (every problem listed), 1 on
 any other input problem (`sgma_keras.errors.UserError`: the message names the file or
 key) or a diverged training run or an OSError (one line: the path and the cause), 130
 on Ctrl-C and 143 on SIGTERM (an interrupted run resumes when run again). They are also
-the console commands `sgma-train`, `sgma-evaluate` and `sgma-export` of the installed
-package (pyproject.toml).
+the console commands `sgma-train`, `sgma-evaluate`, `sgma-export`, `sgma-predict` and
+`sgma-samples` of the installed package (pyproject.toml); their messages name the
+command as the user typed it (`command_name`).
+
+A model file given to evaluate, export or predict is checked (`workflow.files`) before
+any framework loads; on a terminal, the printed lines are wrapped to its width
+(`workflow.terminal`).
 
 This module imports no framework: `--help` and a bad config answer without loading
 Keras, TensorFlow, JAX or PyTorch (`tests/test_cli_light.py` checks it). The heavy
@@ -303,9 +308,9 @@ def evaluate_main(argv=None):
                                  args.keras_metrics)
     except UserError as error:
         return _fail(error)
-    print(format_results(results))
+    print(wrap_text(format_results(results), sys.stdout))
     out = args.output or os.path.join(cfg["output_dir"], "eval")
-    print(f"Results: {os.path.join(out, RESULTS_FILE)}")
+    print(wrap_text(f"Results: {os.path.join(out, RESULTS_FILE)}", sys.stdout))
     return 0
 
 
