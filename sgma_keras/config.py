@@ -749,8 +749,8 @@ def _read_json(path: str) -> Any:
         text = read_text(path, "config file", MAX_CONFIG_BYTES,
                          error=lambda message: ConfigError(message, source=path))
     except FileNotFoundError:
-        raise ConfigError("config file not found", source=path) from None
-    except OSError as e:
+        raise ConfigError(_not_found(path), source=path) from None
+    except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config file: {e}", source=path) from None
     try:
         return json.loads(text, object_pairs_hook=_pairs)
@@ -955,6 +955,28 @@ def builtin_config_dir() -> str | None:
         if os.path.isfile(os.path.join(folder, "demo.json")):
             return folder
     return None
+
+
+def builtin_config_names() -> list[str]:
+    """The names of the built-in configs (`demo`, `awa`, ...), sorted; [] if none ship."""
+    folder = builtin_config_dir()
+    if folder is None:
+        return []
+    return sorted(name[:-len(".json")] for name in os.listdir(folder)
+                  if name.endswith(".json"))
+
+
+def _not_found(path: str) -> str:
+    """"config file not found", the built-in configs and the closest name."""
+    names = builtin_config_names()
+    text = "config file not found"
+    if names:
+        text += f"; built-in configs: {', '.join(names)}"
+        stem = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+        close = difflib.get_close_matches(stem, names, n=1, cutoff=0.6)
+        if close:
+            text += f" (did you mean {close[0]!r}?)"
+    return text
 
 
 def find_config(path: str | os.PathLike) -> str:

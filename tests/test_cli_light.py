@@ -47,7 +47,8 @@ def _heavy(result):
     return line[len("HEAVY "):]
 
 
-@pytest.mark.parametrize("script", ["train.py", "evaluate.py", "export.py", "predict.py"])
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py", "export.py", "predict.py",
+                                    "samples.py"])
 def test_help_imports_no_framework(script):
     result = _probe(os.path.join(ROOT, script), "--help")
     assert result.returncode == 0, result.stderr
@@ -58,7 +59,7 @@ def test_help_imports_no_framework(script):
 def test_bad_config_imports_no_framework(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"model": {"num_prts": 2}, "train": {"joint": {"epochs": -1}}}))
-    for script in ["train.py", "evaluate.py", "export.py"]:
+    for script in ["train.py", "evaluate.py", "export.py", "samples.py"]:
         result = _probe(os.path.join(ROOT, script), "--config", str(bad))
         assert result.returncode == 2, (script, result.stdout, result.stderr)
         assert "did you mean 'num_parts'" in result.stderr

@@ -14,6 +14,8 @@ import sysconfig
 
 import pytest
 
+from tests.terminal_helpers import run_on_pty, screen_rows, written_lines
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 try:
@@ -84,7 +86,8 @@ def test_console_commands_are_the_cli_mains():
     from sgma_keras.workflow import cli
 
     scripts = _pyproject()["project"]["scripts"]
-    assert set(scripts) >= {"sgma-train", "sgma-evaluate", "sgma-export", "sgma-predict"}
+    assert set(scripts) >= {"sgma-train", "sgma-evaluate", "sgma-export", "sgma-predict",
+                            "sgma-samples"}
     for command, target in scripts.items():
         module, _, function = target.partition(":")
         assert module == "sgma_keras.workflow.cli", command
@@ -117,6 +120,7 @@ def test_pip_install_into_a_fresh_venv_then_console_commands(tmp_path):
     environment, not from the checkout.
     """
     pytest.importorskip("setuptools")
+    pytest.importorskip("pyte")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
@@ -153,7 +157,8 @@ def test_pip_install_into_a_fresh_venv_then_console_commands(tmp_path):
 
     where = run("python", "-c", "import sgma_keras; print(sgma_keras.__file__)")
     assert where.stdout.startswith(str(venv)), where.stdout + where.stderr
-    for command in ["sgma-train", "sgma-evaluate", "sgma-export", "sgma-predict"]:
+    for command in ["sgma-train", "sgma-evaluate", "sgma-export", "sgma-predict",
+                    "sgma-samples"]:
         helped = run(command, "--help")
         assert helped.returncode == 0, helped.stderr
         assert helped.stdout.startswith(f"usage: {command}"), helped.stdout
@@ -174,13 +179,39 @@ def test_pip_install_into_a_fresh_venv_then_console_commands(tmp_path):
         "model.cnet_hidden": 8, "train.warmup.epochs": 1, "train.joint.epochs": 1,
         "train.init.num_images": 16, "train.steps_per_epoch": 2,
     }
-    argv = ["sgma-train", "--config", "configs/demo.json", "--output-dir", "run"]
+    # On a terminal 100 columns wide: every line drawn fits it (the progress line
+    # redrawn in place included) and the screen keeps no progress line behind.
+    sets = []
     for key, value in tiny.items():
-        argv += ["--set", f"{key}={json.dumps(value)}"]
-    trained = run(*argv, timeout=900)
-    assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
-    assert "ZSL top-1" in trained.stdout
-    assert (elsewhere / "run" / "checkpoints" / "best.keras").is_file()
+        sets += ["--set", f"{key}={json.dumps(value)}"]
+    code, drawn = run_on_pty([str(venv / "bin" / "sgma-train"), "--config", "configs/demo.json",
+                              "--output-dir", "run", *sets], 100, str(elsewhere), env, 900)
+    rows = screen_rows(drawn, 100)
+    assert code == 0, "\n".join(rows[-40:])
+    assert any("step 2/2" in line for line in written_lines(drawn))  # the progress line
+    too_long = [line for line in written_lines(drawn) if len(line) > 100]
+    assert not too_long, too_long[:3]
+    assert not [row for row in rows if "ETA" in row or "\u2588" in row], rows
+    assert any(" warmup epoch 1/1 " in row for row in rows)
+    assert any(row.startswith("ZSL top-1") for row in rows)
+    assert rows[-1].startswith("Run folder: ")
+    assert (elsewhere / "run" / "checkpoints" / "final.keras").is_file()
+    # A first prediction from an empty folder: the samples command, then the predict
+    # command it prints (the model of the run above, the images and classes it wrote).
+    first = tmp_path / "first"
+    first.mkdir()
+    sampled = subprocess.run([str(venv / "bin" / "sgma-samples"), "--config", "demo",
+                              "--output", "samples", "--set", f"output_dir={elsewhere / 'run'}",
+                              *sets], env=env, cwd=str(first), capture_output=True,
+                             text=True, timeout=300)
+    assert sampled.returncode == 0, sampled.stdout + sampled.stderr
+    command = sampled.stdout.strip().splitlines()[-1].split()
+    assert command[0] == "sgma-predict", sampled.stdout
+    predicted = subprocess.run([str(venv / "bin" / command[0]), *command[1:]], env=env,
+                               cwd=str(first), capture_output=True, text=True, timeout=300)
+    assert predicted.returncode == 0, predicted.stdout + predicted.stderr
+    assert "Predictions (" in predicted.stdout and "of 4 images" in predicted.stdout
+    assert (first / "predictions.csv").is_file()
 
 
 def _dockerfile():

@@ -57,9 +57,9 @@ def test_plot_attention_grid(tmp_path):
     plots.plot_attention_grid(
         images, maps, boxes, path, labels=[0, 2, 1], class_names=["a", "b", "c"]
     )
-    # 3 rows x (1 + 2 parts) columns of 2.2 in at 100 dpi, plus room for the colour bar
-    # (0.8 in) and the two-line titles (0.9 in a row).
-    assert _png_size(path) == (740, 930)
+    # 3 rows x (1 + 2 parts) columns of 2.2 in at 100 dpi; each row 0.45 in more for
+    # its title, and 1.2 in for the figure title and the colour bar below.
+    assert _png_size(path) == (660, 915)
     assert path.stat().st_size > 20_000  # real content, not a blank canvas
 
     # max_images caps the rows; backend tensors are accepted.
@@ -71,13 +71,13 @@ def test_plot_attention_grid(tmp_path):
         path2,
         max_images=1,
     )
-    assert _png_size(path2) == (740, 250)
+    assert _png_size(path2) == (660, 340)
 
-    # Prediction and truth in the titles, wrapped: long names are not cut off.
+    # Prediction and truth in the titles; a name too long for the row is cut.
     path3 = tmp_path / "attention3.png"
     plots.plot_attention_grid(images, maps, boxes, path3, labels=[0, 2, 1],
-                              class_names=["a" * 60, "b", "c"], predictions=[0, 1, 1])
-    assert _png_size(path3) == (740, 930)
+                              class_names=["a" * 120, "b", "c"], predictions=[0, 1, 1])
+    assert _png_size(path3) == (660, 915)
 
 
 def test_plot_attention_grid_uint8_and_float_render_the_same(tmp_path):
@@ -115,9 +115,95 @@ def test_plot_part_crops(tmp_path):
     crops = rng.uniform(0, 255, (4, 2, 32, 32, 3))
     path = tmp_path / "parts.png"
     plots.plot_part_crops(crops, path, max_images=2)
-    assert _png_size(path) == (440, 470)  # 2 rows x 2 parts, and the part titles
+    assert _png_size(path) == (440, 500)  # 2 rows x 2 parts, and the figure title
     assert path.stat().st_size > 10_000
     plots.plot_part_crops(crops, path, max_images=2, row_labels=["unseen: cat", "seen: dog"])
-    assert _png_size(path) == (560, 470)  # room for the row labels
+    assert _png_size(path) == (440, 590)  # a title above each row
     with pytest.raises(ValueError, match="part_images"):
         plots.plot_part_crops(crops[0], tmp_path / "bad.png")
+
+
+# --------------------------------------------------------------------------
+# Figures a person reads: short titles, headers, no text drawn over text
+# --------------------------------------------------------------------------
+
+LONG_NAMES = [f"{i:02d}.green-striped-triangle_head.green-spotted-diamond_tail" for i in range(8)]
+
+
+def _drawn_texts(fig):
+    """(text, window bounding box) of every non-empty text matplotlib draws (recorded
+    while the figure draws: hidden axes' tick labels are never drawn)."""
+    from unittest import mock
+
+    from matplotlib.text import Text
+
+    drawn = []
+    original = Text.draw
+
+    def record(text, renderer):
+        original(text, renderer)
+        if text.get_visible() and text.get_text().strip():
+            drawn.append((text.get_text(), text.get_window_extent(renderer)))
+
+    with mock.patch.object(Text, "draw", record):
+        fig.canvas.draw()
+    return drawn
+
+
+def _overlaps(fig):
+    texts = _drawn_texts(fig)
+    return [(a, b) for i, (a, box_a) in enumerate(texts) for b, box_b in texts[i + 1:]
+            if box_a.overlaps(box_b)]
+
+
+def _eight_rows():
+    images, maps, boxes = _inputs(batch=8, size=112)
+    boxes[2] = [[0.5, 0.05, 0.4], [0.52, 0.07, 0.38]]  # coinciding, at the top edge
+    boxes[5] = [[0.05, 0.02, 0.5], [0.06, 0.03, 0.5]]
+    labels = np.arange(8)
+    predictions = labels.copy()
+    predictions[[1, 3, 6]] += 1
+    return images, maps, boxes, labels, predictions % 8
+
+
+def test_attention_figure_texts_do_not_overlap():
+    images, maps, boxes, labels, predictions = _eight_rows()
+    fig = plots.attention_figure(images, maps, boxes, labels, LONG_NAMES, 8, predictions,
+                                 title="builtin: attention maps and part boxes")
+    assert _overlaps(fig) == []
+    texts = [t for t, _ in _drawn_texts(fig)]
+    assert "builtin: attention maps and part boxes" in texts
+    assert {"image, part boxes", "attention 0", "attention 1"} <= set(texts)
+    assert f"\u2713 {LONG_NAMES[0]}" in texts
+    assert f"\u2717 predicted {LONG_NAMES[2]}\ntruth {LONG_NAMES[1]}" in texts
+    # The part numbers of coinciding boxes are both readable (not drawn one over another).
+    assert sorted(t for t in texts if t in ("0", "1")).count("0") >= 8
+
+
+def test_part_crops_figure_marks_coinciding_parts_and_texts_do_not_overlap():
+    images, maps, boxes, labels, _ = _eight_rows()
+    crops = np.random.default_rng(0).uniform(0, 255, (8, 2, 32, 32, 3))
+    rows = [f"unseen: {name}" for name in LONG_NAMES]
+    fig = plots.part_crops_figure(crops, 8, rows, boxes)
+    assert _overlaps(fig) == []
+    texts = [t for t, _ in _drawn_texts(fig)]
+    coincide = [t for t in texts if "coincide" in t]
+    assert len(coincide) == 2 and coincide[0].endswith("\nparts 0 and 1 coincide (IoU 0.82)")
+    assert f"unseen: {LONG_NAMES[0]}" in texts  # the whole name: never cut mid-word
+
+
+def test_seen_unseen_legend_names_the_calibration_constant():
+    fig = plots.seen_unseen_figure([0.8, 0.4, 0.0], [0.0, 0.5, 0.6], "test",
+                                   marker=(0.4, 0.5), marker_label="calibration constant "
+                                   "0.1234\n(chosen on validation)")
+    assert _overlaps(fig) == []
+    assert "calibration constant 0.1234\n(chosen on validation)" in [
+        t for t, _ in _drawn_texts(fig)]
+
+
+def test_short_name_and_box_overlap():
+    assert plots.short_name("a" * 10, 8) == "a" * 7 + "\u2026"
+    assert plots.short_name("abc", 8) == "abc"
+    assert plots.box_overlap((0.5, 0.5, 0.2), (0.5, 0.5, 0.2)) == pytest.approx(1.0)
+    assert plots.box_overlap((0.2, 0.2, 0.2), (0.8, 0.8, 0.2)) == 0.0
+    assert plots.box_overlap((0.5, 0.5, 0.2), (0.55, 0.5, 0.2)) == pytest.approx(0.6)

@@ -16,6 +16,7 @@ Labels are always global, 0-based class ids indexing `class_names` and the rows 
 """
 
 import dataclasses
+import os
 
 import numpy as np
 
@@ -116,6 +117,12 @@ class ZeroShotData:
     @property
     def semantic_dim(self):
         return int(self.semantics.shape[1])
+
+    @property
+    def folder(self):
+        """The folder the dataset was read from (its `source` file's folder), or ""."""
+        source = self.source or ""
+        return os.path.dirname(source) if os.path.isfile(source) else source
 
     def summary(self):
         """One line per split: image and class counts."""

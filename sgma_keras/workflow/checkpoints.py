@@ -34,7 +34,6 @@ import socket
 import tempfile
 import time
 import warnings
-import zipfile
 
 import keras
 import numpy as np
@@ -57,13 +56,14 @@ from sgma_keras.atomic_io import (
 )
 from sgma_keras.config import save_resolved_config
 from sgma_keras.errors import UserError
+from sgma_keras.workflow.files import (  # noqa: F401  (CheckpointError: raised here too)
+    CheckpointError,
+    default_checkpoint_path,
+    read_checkpoint_config,
+)
 from sgma_keras.workflow.model_args import ARCHITECTURE_KEYS
 
 log = logging.getLogger("sgma_keras")
-
-
-class CheckpointError(UserError):
-    """A checkpoint that is missing, unreadable or does not match its config/data."""
 
 
 class FolderError(UserError):
@@ -601,11 +601,8 @@ class BestAndLastCheckpoint(MonitorCallback):
 
 
 def default_checkpoint(cfg):
-    """`<output_dir>/checkpoints/final.keras`, the model `train.py` hands over
-    (`best.keras` in a run folder that has no `final.keras`)."""
-    folder = RunFolder(cfg["output_dir"])
-    return folder.best if not os.path.exists(folder.final) and os.path.exists(
-        folder.best) else folder.final
+    """The model `train.py` hands over in the config's run folder (`files`)."""
+    return default_checkpoint_path(cfg["output_dir"])
 
 
 def ensure_writable_dir(path, what="results folder", hint="choose another with --output"):
@@ -735,64 +732,6 @@ def check_free_space(path, need=None, what="run folder", hint="free space or cho
             f"{need / 2**20:.1f} MiB there{detail}; {hint}."
         )
     return free
-
-
-def read_checkpoint_config(path):
-    """The SGMA constructor arguments stored in a `.keras` file, without loading it.
-
-    Raises:
-        CheckpointError: the file is missing, not a `.keras` archive or not an
-            SGMA model.
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(
-            f"Checkpoint not found: {path!r}. Train a model first (python train.py "
-            "--config ...), or pass the model file with --checkpoint."
-        )
-    if os.path.isdir(path):
-        raise CheckpointError(
-            f"Checkpoint {path!r} is a folder; expected a .keras model file (e.g. "
-            "<output_dir>/checkpoints/best.keras)."
-        )
-    try:
-        with zipfile.ZipFile(path) as archive:
-            saved = json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as error:
-        raise CheckpointError(
-            f"Checkpoint {path!r} is not a readable .keras model file ({error}). "
-            "Weights-only files (.weights.h5) cannot be evaluated; use best.keras or "
-            "last.keras from the run's checkpoints/ folder."
-        ) from None
-    if saved.get("class_name") != "SGMA" or not isinstance(saved.get("config"), dict):
-        raise CheckpointError(
-            f"Checkpoint {path!r} holds a {saved.get('class_name')!r} model, not an "
-            "SGMA model."
-        )
-    _check_dtype_config(saved["config"].get("dtype"), path)
-    return saved["config"]
-
-
-# The one SGMA argument Keras deserializes as an object when loading: only a dtype
-# policy of Keras's own may name a class there.
-_DTYPE_MODULES = ("keras", "keras.dtype_policies", "keras.src.dtype_policies.dtype_policy")
-_DTYPE_CLASSES = ("DTypePolicy", "FloatDTypePolicy")
-
-
-def _check_dtype_config(dtype, path):
-    if dtype is None or isinstance(dtype, str):
-        return
-    if (isinstance(dtype, dict) and dtype.get("module") in _DTYPE_MODULES
-            and dtype.get("class_name") in _DTYPE_CLASSES
-            and isinstance(dtype.get("config"), dict)
-            and set(dtype["config"]) == {"name"} and isinstance(dtype["config"]["name"], str)):
-        return
-    named = (f"{dtype.get('module')}.{dtype.get('class_name')}" if isinstance(dtype, dict)
-             else type(dtype).__name__)
-    raise CheckpointError(
-        f"Checkpoint {path!r}: its model's dtype names {named[:80]!r}, not a Keras dtype "
-        "policy; refused without loading it (a model file should not name other code)."
-    )
 
 
 def model_description(model):

@@ -1,14 +1,19 @@
-"""The command lines of `train.py`, `evaluate.py`, `export.py`, `predict.py` and
-`python -m sgma_keras.config`: one way to parse arguments, load the config and report
-errors.
+"""The command lines of `train.py`, `evaluate.py`, `export.py`, `predict.py`,
+`samples.py` and `python -m sgma_keras.config`: one way to parse arguments, load the
+config and report errors.
 
 Every command takes `--config FILE` and repeatable `--set KEY=VALUE` overrides, and
 exits with 0 on success, 2 on a bad config or arguments (every problem listed), 1 on
 any other input problem (`sgma_keras.errors.UserError`: the message names the file or
 key) or a diverged training run or an OSError (one line: the path and the cause), 130
 on Ctrl-C and 143 on SIGTERM (an interrupted run resumes when run again). They are also
-the console commands `sgma-train`, `sgma-evaluate` and `sgma-export` of the installed
-package (pyproject.toml).
+the console commands `sgma-train`, `sgma-evaluate`, `sgma-export`, `sgma-predict` and
+`sgma-samples` of the installed package (pyproject.toml); their messages name the
+command as the user typed it (`command_name`).
+
+A model file given to evaluate, export or predict is checked (`workflow.files`) before
+any framework loads; on a terminal, the printed lines are wrapped to its width
+(`workflow.terminal`).
 
 This module imports no framework: `--help` and a bad config answer without loading
 Keras, TensorFlow, JAX or PyTorch (`tests/test_cli_light.py` checks it). The heavy
@@ -28,31 +33,48 @@ import logging
 import math
 import os
 import re
+import shlex
 import signal
 import sys
 
 from sgma_keras.config import (
     ConfigError,
+    builtin_config_names,
     config_to_json,
     find_config,
     load_config,
     reference_markdown,
 )
 from sgma_keras.errors import UserError
+from sgma_keras.workflow.files import default_checkpoint_path, read_checkpoint_config
 from sgma_keras.workflow.interrupts import handling_stop_signals
+from sgma_keras.workflow.terminal import TerminalFormatter, wrap_text
 
 log = logging.getLogger("sgma_keras")
 
 
-def _parser(prog, description, config_required=True):
+def _started_as_console_command():
     started = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    if started.startswith("sgma-"):  # started as a console command (sgma-train, ...)
+    return started if started.startswith("sgma-") else None
+
+
+def command_name(script):
+    """How the user runs `script` (e.g. "predict.py"): `sgma-predict` when this process
+    was started as a console command, else `python predict.py` (messages name it)."""
+    if _started_as_console_command():
+        return "sgma-" + os.path.splitext(script)[0]
+    return f"python {script}"
+
+
+def _parser(prog, description, config_required=True):
+    started = _started_as_console_command()
+    if started:  # started as a console command (sgma-train, ...)
         prog = started
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", required=config_required,
                         help="JSON config file (relative to the current folder), or a "
-                             "built-in config: demo, awa, cub, flo (see configs/ and "
-                             "docs/CONFIG.md).")
+                             f"built-in config: {', '.join(builtin_config_names())} (see "
+                             "configs/ and docs/CONFIG.md).")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.joint.epochs=10 "
                              "(repeatable; the value is JSON, else a string).")
@@ -66,13 +88,14 @@ def _load_config(path, overrides, **kwargs):
     """The resolved config, or None after printing every problem."""
     if path is not None:
         found = find_config(path)
-        if found != os.fspath(path):
-            print(f"{path}: not in {os.getcwd()}; using the built-in {found}", file=sys.stderr)
+        named = os.fspath(path)
+        if found != named and (os.sep in named or named.endswith(".json")):  # not "demo"
+            _error_line(f"{path}: not in {os.getcwd()}; using the built-in {found}")
         path = found
     try:
         return load_config(path, overrides, **kwargs)
     except ConfigError as error:
-        print(error, file=sys.stderr)
+        _error_line(error)
         return None
 
 
@@ -108,20 +131,32 @@ def _quiet_start(verbose):
         os.close(null)
 
 
+class _NotRetracing(logging.Filter):
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
 def _setup_logging(verbose=False):
     """Our INFO lines (timestamped, to stdout); other libraries' only with --verbose."""
     root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(TerminalFormatter(sys.stdout))  # on a terminal: wrapped to its width
     if verbose:
         if not root.handlers:
-            logging.basicConfig(stream=sys.stdout, level=logging.INFO,
-                                format="%(asctime)s %(message)s")
+            logging.basicConfig(level=logging.INFO, handlers=[handler])
         return
     ours = logging.getLogger("sgma_keras")
     ours.setLevel(logging.INFO)
     if not root.handlers and not ours.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         ours.addHandler(handler)
+    # TensorFlow's notice that a function was traced again (evaluation scores splits
+    # of other sizes): a speed note for developers, 8 lines each time.
+    logging.getLogger("tensorflow").addFilter(_NotRetracing())
+
+
+def _error_line(text):
+    """`text` to stderr (wrapped to the terminal's width when stderr is one)."""
+    print(wrap_text(str(text), sys.stderr), file=sys.stderr)
 
 
 def _not_finite(value, option):
@@ -133,8 +168,29 @@ def _not_finite(value, option):
 
 
 def _fail(error):
-    print(f"error: {error}", file=sys.stderr)
+    _error_line(f"error: {error}")
     return 1
+
+
+def _train_command(args):
+    """The training command of the config a command was given (for its hints)."""
+    words = [command_name("train.py"), "--config", args.config]
+    for item in args.set:
+        words += ["--set", item]
+    return " ".join(shlex.quote(w) if w != words[0] else w for w in words)
+
+
+def _check_checkpoint_early(args, cfg):
+    """The model file of --checkpoint (or the run's default), checked before any
+    framework loads; returns it. Raises CheckpointError (one line: the path; how to
+    get a model when none was given)."""
+    if args.checkpoint is not None:
+        read_checkpoint_config(args.checkpoint)
+        return args.checkpoint
+    checkpoint = default_checkpoint_path(cfg["output_dir"])
+    read_checkpoint_config(checkpoint, hint=f"Train a model first ({_train_command(args)}), "
+                                            "or give the model file with --checkpoint.")
+    return checkpoint
 
 
 # The run folder of the command in progress, named when it is interrupted.
@@ -217,10 +273,10 @@ def _guarded(main):
             folder = _STATE["run_folder"]
             hint = (f"; state kept in {folder}; run the same command to resume"
                     if folder else "")
-            print(f"interrupted{hint}", file=sys.stderr)
+            _error_line(f"interrupted{hint}")
             return 128 + int(getattr(interrupt, "signum", signal.SIGINT))
         except OSError as error:
-            print(f"error: {_os_error_line(error)}", file=sys.stderr)
+            _error_line(f"error: {_os_error_line(error)}")
             return 1
         except Exception as error:  # noqa: BLE001 - a framework's write failure, else re-raised
             line = _write_failure_line(error)
@@ -276,8 +332,8 @@ def train_main(argv=None):
         results = train(cfg, allow_config_change=args.allow_config_change)
     except (UserError, TrainingDiverged) as error:
         return _fail(error)
-    print(format_results(results))
-    print(f"Run folder: {cfg['output_dir']}")
+    print(wrap_text(format_results(results), sys.stdout))
+    print(wrap_text(f"Run folder: {cfg['output_dir']}", sys.stdout))
     return 0
 
 
@@ -312,19 +368,23 @@ def evaluate_main(argv=None):
     cfg = _load_config(args.config, args.set)
     if cfg is None:
         return 2
+    try:
+        checkpoint = _check_checkpoint_early(args, cfg)
+    except UserError as error:
+        return _fail(error)
 
     with _quiet_start(args.verbose):
         from sgma_keras.workflow.evaluation import RESULTS_FILE, format_results, run_evaluation
 
     _setup_logging(args.verbose)
     try:
-        results = run_evaluation(cfg, args.checkpoint, args.output, args.calibration,
+        results = run_evaluation(cfg, checkpoint, args.output, args.calibration,
                                  args.keras_metrics)
     except UserError as error:
         return _fail(error)
-    print(format_results(results))
+    print(wrap_text(format_results(results), sys.stdout))
     out = args.output or os.path.join(cfg["output_dir"], "eval")
-    print(f"Results: {os.path.join(out, RESULTS_FILE)}")
+    print(wrap_text(f"Results: {os.path.join(out, RESULTS_FILE)}", sys.stdout))
     return 0
 
 
@@ -366,18 +426,19 @@ def export_main(argv=None):
         cfg = _load_config(args.config, args.set)
         if cfg is None:
             return 2
+    try:
+        checkpoint = _check_checkpoint_early(args, cfg)
+    except UserError as error:
+        return _fail(error)
 
     with _quiet_start(args.verbose):
         from sgma_keras.workflow import export
         from sgma_keras.workflow.build import load_data
         from sgma_keras.workflow.checkpoints import (
             check_checkpoint_matches,
-            default_checkpoint,
             describe_checkpoint,
-            read_checkpoint_config,
         )
 
-    checkpoint = args.checkpoint or default_checkpoint(cfg)
     output = args.output or os.path.join(cfg["output_dir"], "saved_model")
     try:
         # Cheap checks first: output folder, checkpoint file, the new class set.
@@ -442,7 +503,9 @@ def predict_parser():
     parser.add_argument("--top-k", type=int, default=5, help="classes per image (default 5).")
     parser.add_argument("--figures", help="folder for one figure per image: attention maps "
                         "and part boxes, titled with the prediction.")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="images the model scores at once (default 16; lower it when "
+                             "memory runs short).")
     parser.add_argument("--skip-bad-images", action="store_true", help="drop image files "
                         "that are missing or cannot be decoded (every file is decoded "
                         "first), with a warning naming them, instead of stopping.")
@@ -462,6 +525,11 @@ def predict_main(argv=None):
     if bad:
         print(bad, file=sys.stderr)
         return 2
+    if not os.path.isdir(args.model):  # a .keras file: checked before any framework loads
+        try:
+            read_checkpoint_config(args.model)
+        except UserError as error:
+            return _fail(error)
 
     with _quiet_start(args.verbose):
         from sgma_keras.workflow.predict import run_predict
@@ -482,6 +550,61 @@ def predict_main(argv=None):
     if len(result) > 20:
         print(f"... {len(result) - 20} more")
     print(f"Predictions ({result.mode}) of {len(result)} images: {args.output}")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# samples.py
+# --------------------------------------------------------------------------
+
+
+def samples_parser():
+    parser = _parser("samples.py", "Copy a few test images of each unseen class of the "
+                                   "config's dataset, and write their class descriptions "
+                                   "as a CSV for predict.py --classes: a first prediction "
+                                   "in one command.")
+    parser.add_argument("--output", default="samples", help="folder to write: images/ "
+                        "(one folder per class) and classes.csv (default: samples).")
+    parser.add_argument("--per-class", type=int, default=2,
+                        help="images per class (default 2).")
+    parser.add_argument("--split", choices=["test_unseen", "test_seen"],
+                        default="test_unseen", help="the classes and images to sample: "
+                        "test_unseen (default: classes no model of the config trains on) "
+                        "or test_seen.")
+    return parser
+
+
+@_guarded
+def samples_main(argv=None):
+    args = samples_parser().parse_args(argv)
+    if args.per_class < 1:
+        print(ConfigError("--per-class must be >= 1"), file=sys.stderr)
+        return 2
+    cfg = _load_config(args.config, args.set)
+    if cfg is None:
+        return 2
+
+    with _quiet_start(args.verbose):
+        from sgma_keras.workflow.samples import write_samples
+
+    _setup_logging(args.verbose)
+    try:
+        samples = write_samples(cfg, args.output, args.per_class, args.split)
+    except UserError as error:
+        return _fail(error)
+    out = os.path.relpath(samples.images)
+    csv_file = os.path.relpath(samples.classes_file)
+    model = os.path.relpath(os.path.join(cfg["output_dir"], "checkpoints", "final.keras"))
+    lines = [
+        f"Dataset {samples.dataset}: {samples.data_folder}",
+        f"Wrote {len(samples.files)} images of the {len(samples.class_names)} classes of "
+        f"its {samples.split} split to {out}/ (one folder per class) and their "
+        f"descriptions to {csv_file}.",
+        "Name them with the trained model, among the described classes:",
+    ]
+    print(wrap_text("\n".join(lines), sys.stdout))
+    print(f"  {command_name('predict.py')} --model {model} {out} --classes {csv_file} "
+          "--replace-classes")
     return 0
 
 
@@ -512,11 +635,11 @@ def config_main(argv=None):
 # The console commands of pyproject.toml's [project.scripts] point at these mains; a new
 # command (e.g. predict) is one main here, one row here and one line there.
 COMMANDS = {"train": train_main, "evaluate": evaluate_main, "export": export_main,
-            "config": config_main, "predict": predict_main}
+            "config": config_main, "predict": predict_main, "samples": samples_main}
 
 
 if __name__ == "__main__":
-    # python -m sgma_keras.workflow.cli {train,evaluate,export,config} [args]
+    # python -m sgma_keras.workflow.cli {train,evaluate,export,config,predict,samples} [args]
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         sys.exit(f"usage: python -m sgma_keras.workflow.cli {{{','.join(COMMANDS)}}} [--help]")
     sys.exit(COMMANDS[sys.argv[1]](sys.argv[2:]))

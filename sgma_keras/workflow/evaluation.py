@@ -67,6 +67,7 @@ from sgma_keras.workflow.checkpoints import (
     read_checkpoint_config,
     results_folder,
 )
+from sgma_keras.workflow.files import removing_if_left_empty
 from sgma_keras.workflow.predictions import collect_predictions, readable_split, to_numpy
 from sgma_keras.workflow.protocol import gzsl_test_split, validation_protocol
 
@@ -191,7 +192,9 @@ def _draw_figures(model, kept, labels, data, output_dir, count, predictions=None
         plot_attention_grid(kept["images"], kept["attention_maps"], kept["boxes"],
                             os.path.join(output_dir, ATTENTION_PNG), labels=labels,
                             class_names=data.class_names, max_images=count,
-                            predictions=predictions)
+                            predictions=predictions,
+                            title=f"{data.name}: attention maps and part boxes of "
+                                  f"{min(count, len(labels))} test images")
         files["attention_png"] = ATTENTION_PNG
     else:
         skipped["attention_png"] = f"model.part_mode={model.part_mode!r} has no attention maps"
@@ -201,7 +204,8 @@ def _draw_figures(model, kept, labels, data, output_dir, count, predictions=None
         rows = [f"{'seen' if int(c) in seen else 'unseen'}: {data.class_names[int(c)]}"
                 for c in labels]
         plot_part_crops(to_numpy(parts), os.path.join(output_dir, PARTS_PNG), max_images=count,
-                        row_labels=rows)
+                        row_labels=rows, boxes=kept["boxes"],
+                        title=f"{data.name}: part crops (what each part branch sees)")
         files["parts_png"] = PARTS_PNG
     else:
         skipped["parts_png"] = f"model.part_mode={model.part_mode!r} crops no parts"
@@ -371,7 +375,8 @@ def evaluate_model(model, data, cfg, output_dir, checkpoint=None, calibration=No
                                       return_gammas=True)
     results["seen_unseen_curve"] = {"s": cs, "u": cu, "gamma": cg}
     plot_seen_unseen_curve(s, u, os.path.join(output_dir, CURVE_PNG),
-                              title=f"{data.name}: seen-unseen curve (test)", marker=marker)
+                           title=f"{data.name}: seen-unseen curve (test)", marker=marker,
+                           marker_label=None if gamma is None else _constant_label(cal))
     files = {"results_json": RESULTS_FILE, "per_class_csv": PER_CLASS_CSV, "curve_png": CURVE_PNG}
 
     # 5. Per-class CSV, part localisation, figures.
@@ -417,6 +422,13 @@ def _given_calibration(value):
     return number
 
 
+def _constant_label(cal):
+    """The curve's legend entry of the calibration constant: its value and source."""
+    split = cal["split"]
+    source = "given" if split == "given" else "chosen on " + split.replace(" (", ", ").rstrip(")")
+    return f"calibration constant {cal['gamma']:.4g}\n({source})"
+
+
 def format_results(results):
     pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     lines = [
@@ -451,11 +463,13 @@ def run_evaluation(cfg, checkpoint=None, output_dir=None, calibration=None, kera
     """The `evaluate.py` pipeline: cheap checks first, then data, model, evaluation."""
     checkpoint = checkpoint or default_checkpoint(cfg)
     calibration = _given_calibration(calibration)
-    output_dir = ensure_writable_dir(output_dir or RunFolder(cfg["output_dir"]).eval)
     saved = describe_checkpoint(read_checkpoint_config(checkpoint))
     check_checkpoint_matches(saved, cfg, None, repr(checkpoint))
-    # Locked while written; temporaries of a killed evaluation are removed first.
-    with results_folder(output_dir, cfg["output_dir"], checkpoint):
+    # A failure from here on takes back the results folder if it was created empty; it
+    # is locked while written, and temporaries of a killed evaluation are removed first.
+    with removing_if_left_empty(output_dir or RunFolder(cfg["output_dir"]).eval) as output_dir, \
+            results_folder(ensure_writable_dir(output_dir), cfg["output_dir"], checkpoint):
+        output_dir = ensure_writable_dir(output_dir)
         data = load_data(cfg)
         check_checkpoint_matches(saved, cfg, data, repr(checkpoint))
         model = load_checkpoint(checkpoint)

@@ -1,10 +1,20 @@
-"""What training prints and logs: one line per epoch, attention images in TensorBoard.
+"""What training prints and logs: a progress line, one line per epoch, attention images
+in TensorBoard.
 
-`fit_verbosity(verbose)` chooses how `fit` reports: Keras's progress bar on a terminal,
-and, when stdout is a file or a pipe, `EpochLine`: one plain line per epoch (the
-stage, its epoch, the seconds it took, each loss term of the stage, the validation
-metrics and the learning rate), written through the `sgma_keras` logger. A progress bar
-written to a file is one line of backspaces and colour codes per epoch.
+`fit_verbosity(verbose)` chooses how `fit` reports. Always (but silent) `EpochLine`: one
+plain line per epoch (the stage, its epoch, the seconds it took, each loss term of the
+stage, the validation metrics and the learning rate), written through the `sgma_keras`
+logger. On a terminal also `StepProgress`: one line redrawn in place at each step (stage,
+epoch, step / total, ETA, the total loss and the figures of `WATCHED`), never wider than
+the terminal, erased at the epoch's end, where the epoch line takes its place.
+
+The progress line is tqdm's (already installed with tensorflow-datasets): it fits the
+line to the terminal's width at each redraw (the bar shrinks, then the text is cut) and
+estimates the ETA from a smoothed step rate. Keras's own bar has a fixed 30-character bar
+followed by every logged value, so with SGMA's loss terms and metrics its line runs
+past the terminal's width and each redraw leaves wrapped fragments behind; rich's live
+display takes over the whole terminal, which the log lines printed between epochs
+would have to be routed through.
 
 `AttentionImages` writes the attention maps of a few validation images to TensorBoard
 at the end of each epoch (one small forward pass).
@@ -26,17 +36,102 @@ _SKIPPED = {"learning_rate", "lr"}
 
 
 def fit_verbosity(verbose="auto", stream=None):
-    """(verbose for keras fit, whether to add an EpochLine) for train(cfg, verbose).
+    """(whether to add a StepProgress, whether to add an EpochLine) for
+    train(cfg, verbose); Keras's own progress bar is never used.
 
-    "auto": the progress bar on a terminal, one line per epoch otherwise. 0: silent,
-    1: the progress bar, 2: one line per epoch (our EpochLine, not Keras's two lines).
+    "auto": the progress line and the epoch lines on a terminal, the epoch lines only
+    otherwise. 0: silent, 1: progress line and epoch lines, 2: epoch lines only.
     """
     if verbose == "auto":
         stream = sys.stdout if stream is None else stream
         verbose = 1 if getattr(stream, "isatty", lambda: False)() else 2
-    if verbose == 2:
-        return 0, True
-    return verbose, False
+    return verbose == 1, verbose in (1, 2)
+
+
+# What the progress line shows besides the total loss: (log key, label).
+# The classification term tells whether training goes anywhere; the validation ZSL
+# accuracy (of the epoch before) is what model selection follows. The other terms
+# are in the epoch line, the CSV and TensorBoard.
+WATCHED = (("loss_cls", "cls"), ("val_zsl_acc", "val zsl"))
+
+
+class StepProgress(keras.callbacks.Callback):
+    """One progress line per training step on a terminal, redrawn in place:
+    `joint epoch 3/30 step 12/50 ETA 00:05, loss 1.234 cls 1.102 val zsl 41.2% ███▌   `.
+
+    Never wider than the terminal (tqdm reads its width at each redraw); erased at
+    the epoch's end (and by `close` when fit stops on an error), so the screen keeps
+    only the epoch lines.
+
+    Args:
+        stage: the stage's name (the line's first word).
+        epochs: the stage's number of epochs.
+        terms: the loss terms the stage optimises; a watched term not among them is
+            not shown.
+        stream: where to draw (default: sys.stdout).
+    """
+
+    def __init__(self, stage, epochs, terms=None, stream=None):
+        super().__init__()
+        self.stage, self.epochs = stage, epochs
+        self.watched = [(key, label) for key, label in WATCHED
+                        if not key.startswith("loss_") or terms is None or key in terms]
+        self.stream = stream
+        self._bar = None
+        self._last_val = {}
+        self._epoch = 0
+
+    def _figures(self, logs):
+        values = {**self._last_val, **(logs or {})}
+        shown = []
+        if "loss" in values:
+            shown.append(f"loss {_format(values['loss'])}")
+        for key, label in self.watched:
+            if key in values:
+                value = values[key]
+                shown.append(f"{label} {100 * value:.1f}%" if key.endswith("acc")
+                             else f"{label} {_format(value)}")
+        return " ".join(shown)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from tqdm import tqdm
+
+        self.close()
+        self._epoch = epoch
+        self._bar = tqdm(
+            total=self.params.get("steps") if self.params else None,
+            desc=f"{self.stage} epoch {epoch + 1}/{self.epochs}",
+            # The bar last: it takes the width left; on a narrow terminal it shrinks
+            # first, then the figures are cut from the right.
+            bar_format="{desc} step {n_fmt}/{total_fmt} ETA {remaining}{postfix} {bar}",
+            file=sys.stdout if self.stream is None else self.stream,
+            dynamic_ncols=True, leave=False, mininterval=0.2, unit="step",
+        )
+        self._bar.set_postfix_str(self._figures({}), refresh=False)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._bar is None:
+            return
+        self._bar.set_postfix_str(self._figures(logs), refresh=False)
+        self._bar.update(batch + 1 - self._bar.n)
+
+    def on_test_begin(self, logs=None):
+        if self._bar is not None:
+            self._bar.set_description_str(
+                f"{self.stage} epoch {self._epoch + 1}/{self.epochs} validating", refresh=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._last_val = {k: v for k, v in (logs or {}).items() if k.startswith("val_")}
+        self.close()
+
+    def on_train_end(self, logs=None):
+        self.close()
+
+    def close(self):
+        """Erases the line (fit ending on an error calls no callback: the caller does)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def _format(value):

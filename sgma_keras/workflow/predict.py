@@ -76,12 +76,15 @@ def list_images(inputs):
     for item in inputs:
         item = os.fspath(item)
         if os.path.isdir(item):
-            found = sorted(
-                os.path.join(folder, name)
-                for folder, _, names in os.walk(item)
-                for name in names
-                if name.lower().endswith(IMAGE_EXTENSIONS)
-            )
+            every = sorted(os.path.join(folder, name) for folder, _, names in os.walk(item)
+                           for name in names)
+            found = [path for path in every if path.lower().endswith(IMAGE_EXTENSIONS)]
+            others = [os.path.relpath(path, item) for path in every
+                      if not path.lower().endswith(IMAGE_EXTENSIONS)]
+            if others:
+                log.info("%s: %d image files; skipped %d other file%s (%s%s)", item,
+                         len(found), len(others), "s" if len(others) > 1 else "",
+                         ", ".join(others[:3]), ", ..." if len(others) > 3 else "")
             if not found:
                 raise PredictError(
                     f"Folder {item!r} holds no image files; expected files ending in "

@@ -45,7 +45,7 @@ from sgma_keras.workflow.checkpoints import (
 from sgma_keras.workflow.evaluation import evaluate_model, split_localisation
 from sgma_keras.workflow.selection import CHOICES_FILE, choose_on_validation
 from sgma_keras.workflow.interrupts import raise_if_requested
-from sgma_keras.workflow.logs import AttentionImages, EpochLine, fit_verbosity
+from sgma_keras.workflow.logs import AttentionImages, EpochLine, StepProgress, fit_verbosity
 from sgma_keras.workflow.protocol import protocol
 
 log = logging.getLogger("sgma_keras")
@@ -137,20 +137,29 @@ def _fit_stage(run, stage):
     callbacks = _callbacks(run, stage, monitor, monitor_mode(monitor, metrics))
     # Rows of epochs the backup does not hold are written again on resume.
     trim_epoch_log(run.folder.log_file(key), backup_epoch(run.folder.backup(key)))
-    fit_verbose, epoch_line = fit_verbosity(run.verbose)
+    terms = MODEL_STAGES[stage.model_stage]["losses"]
+    progress, epoch_line = fit_verbosity(run.verbose)
     if epoch_line:  # after LearningRateLog: it shows the rate the epoch trained with
-        callbacks.insert(1, EpochLine(key, epochs, MODEL_STAGES[stage.model_stage]["losses"]))
+        callbacks.insert(1, EpochLine(key, epochs, terms))
+    progress = StepProgress(key, epochs, terms) if progress else None
+    if progress is not None:  # first: the line is erased before anything logs at epoch end
+        callbacks.insert(0, progress)
     splits = [run.proto.fit] + ([] if run.proto.val is None else [run.proto.val])
-    with naming_bad_images([p for split in splits for p in split.paths], "training images"):
-        history = model.fit(
-            run.train_ds,
-            validation_data=run.val_ds,
-            epochs=epochs,
-            callbacks=callbacks,
-            steps_per_epoch=cfg["train"]["steps_per_epoch"],
-            verbose=fit_verbose,
-            shuffle=False,  # the pipeline shuffles; Keras warns that it ignores shuffle=True
-        )
+    try:
+        with naming_bad_images([p for split in splits for p in split.paths],
+                               "training images"):
+            history = model.fit(
+                run.train_ds,
+                validation_data=run.val_ds,
+                epochs=epochs,
+                callbacks=callbacks,
+                steps_per_epoch=cfg["train"]["steps_per_epoch"],
+                verbose=0,  # StepProgress and EpochLine report
+                shuffle=False,  # the pipeline shuffles; Keras warns it ignores shuffle=True
+            )
+    finally:
+        if progress is not None:  # an error or Ctrl-C mid-epoch: no line left half drawn
+            progress.close()
     losses = history.history.get("loss", [])
     if model.stop_training and losses and not math.isfinite(losses[-1]):
         raise TrainingDiverged(_diverged_message(run, stage, losses[-1]))
@@ -290,8 +299,7 @@ def _callbacks(run, stage, monitor, mode):
                 factor=train_cfg["lr_factor"],
                 patience=train_cfg["lr_patience"],
                 min_lr=train_cfg["min_lr"],
-                # With the progress bar only: the one-line-per-epoch log shows the rate.
-                verbose=int(fit_verbosity(run.verbose)[0] == 1),
+                verbose=0,  # the epoch line shows the rate
             )
         )
         callbacks.append(BestAndLastCheckpoint(run.folder.checkpoints, monitor, mode))
@@ -356,9 +364,9 @@ def train(cfg, verbose="auto", allow_config_change=False):
     another config stops with `RunConfigChanged` before any work unless
     `allow_config_change` (`accept_run_config`).
 
-    verbose: "auto" (a progress bar on a terminal, one line per epoch when stdout is a
-    file or pipe), 0 (silent), 1 (progress bar) or 2 (one line per epoch); see
-    `sgma_keras.workflow.logs`.
+    verbose: "auto" (on a terminal a progress line and one line per epoch, one line
+    per epoch when stdout is a file or pipe), 0 (silent), 1 (progress line and epoch
+    lines) or 2 (epoch lines); see `sgma_keras.workflow.logs`.
     """
     keras.utils.set_random_seed(cfg["seed"])
     if cfg["train"]["mixed_precision"]:
@@ -399,6 +407,8 @@ def check_split_images(cfg, data):
 def _train_locked(cfg, folder, verbose):
     _probe_cache(cfg)
     data = load_data(cfg)
+    log.info("Dataset %s: %d classes (%d unseen), read from %s", data.name, data.num_classes,
+             len(data.unseen_classes), data.folder or "memory")
     check_split_images(cfg, data)
     train_cfg = cfg["train"]
     proto = protocol(data, train_cfg, cfg["seed"])
