@@ -17,5 +17,5 @@ def _model(part_mode):
 
 @pytest.mark.parametrize("part_mode", ["attention", "none"])
 def test_sgma_passes_the_model_checks(part_mode, tmp_path):
-    images, labels = H.easy_batch(per_class=1)
+    images, labels = H.easy_batch()  # the shapes of test_model.py's tests
     run_model_test(lambda: _model(part_mode), images, labels, tmp_path)
