@@ -8,6 +8,10 @@ To add a key, add one ``Field`` to ``SCHEMA`` (and, if it relates to other keys,
 ``@_rule`` function below). Nothing else needs to change: loading, validation, override
 parsing, saving and the README table all follow the schema.
 
+The values of ``data.source`` and ``model.backbone``, and what the checks need to know
+of each (required paths, feature channels), come from ``sgma_keras.registry``: a new
+data source or backbone is one registration there (docs/extending.md).
+
 Usage::
 
     cfg = load_config("configs/cub.json", ["model.num_parts=3", "train.jit=true"])
