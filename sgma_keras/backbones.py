@@ -1,18 +1,15 @@
-"""Backbone CNNs: VGG19 (the paper's), ResNet-50/101 and a tiny CNN for tests and the demo."""
+"""Backbone CNNs: VGG19 (the paper's), ResNet-50/101 and a tiny CNN for tests and the demo.
+
+The names and facts (feature channels, ImageNet weights) are registered in
+`sgma_keras.registry.BACKBONES`; `make_backbone` builds the one it names.
+"""
 
 import os
 
 import keras
 
 from sgma_keras.layers.image_preprocessing import ImagePreprocessing
-
-# name -> (keras.applications constructor, default feature tap, preprocessing)
-_APPLICATIONS = {
-    "vgg19": ("VGG19", "block5_conv4", "caffe"),
-    "resnet50": ("ResNet50", "conv5_block3_out", "caffe"),
-    "resnet101": ("ResNet101", "conv5_block3_out", "caffe"),
-}
-BACKBONES = tuple(_APPLICATIONS) + ("tiny",)
+from sgma_keras.registry import BACKBONES
 
 
 def make_backbone(
@@ -21,7 +18,9 @@ def make_backbone(
     """A model from RGB pixels in [0, 255] to the tapped feature map.
 
     Args:
-        name: "vgg19", "resnet50", "resnet101" or "tiny".
+        name: a name registered in `sgma_keras.registry.BACKBONES`: "vgg19",
+            "resnet50", "resnet101", "tiny", or one registered with
+            `register_backbone`.
         input_size: side of the square input image.
         weights: None (random), "imagenet" (the `keras.applications` download
             or its cache in `~/.keras/models`), or the path of a weights file
@@ -35,24 +34,23 @@ def make_backbone(
     Returns:
         A `keras.Model` mapping (B, S, S, 3) pixels to (B, h, w, C) features.
     """
-    if name not in BACKBONES:
-        raise ValueError(f"Unknown backbone {name!r}; expected one of {', '.join(BACKBONES)}.")
-    if name == "tiny":
-        if weights not in (None, "imagenet") and not os.path.isfile(weights):
-            raise ValueError(f"Backbone weights file not found: {weights!r}.")
-        if weights == "imagenet":
-            raise ValueError("The tiny backbone has no ImageNet weights; use weights=None.")
-        model = _tiny_cnn(input_size, tiny_width, model_name or "tiny_backbone")
-        if weights is not None:
-            model.load_weights(weights)
-        return model
-
-    constructor, default_tap, mode = _APPLICATIONS[name]
+    entry = BACKBONES.get(name)
+    if weights == "imagenet" and not entry.imagenet:
+        raise ValueError(f"The {name} backbone has no ImageNet weights; use weights=None.")
     if weights not in (None, "imagenet") and not os.path.isfile(str(weights)):
         raise ValueError(
             f"Backbone weights file not found: {weights!r} (expected null, 'imagenet' "
-            f"or the path of a {constructor} weights file)."
+            f"or the path of a {name} weights file)."
         )
+    return BACKBONES.resolve(name)(
+        input_size, weights=weights, feature_layer=feature_layer, tiny_width=tiny_width,
+        model_name=model_name,
+    )
+
+
+def _application(name, constructor, default_tap, mode, input_size, weights, feature_layer,
+                 model_name):
+    """A keras.applications CNN without its top, tapped at `feature_layer`."""
     application = getattr(keras.applications, constructor)
     shape = (input_size, input_size, 3)
     if weights == "imagenet":
@@ -80,6 +78,35 @@ def make_backbone(
     trunk = keras.Model(base.input, features, name=f"{name}_trunk")
     outputs = trunk(ImagePreprocessing(mode)(inputs))
     return keras.Model(inputs, outputs, name=model_name or name)
+
+
+# The builders registered in sgma_keras.registry (`register_backbone` documents the
+# arguments); each taps the last conv block before pooling by default.
+
+def vgg19(input_size, *, weights, feature_layer, tiny_width, model_name):
+    """VGG19, the paper's backbone: 512 channels at 1/16 of the input side."""
+    return _application("vgg19", "VGG19", "block5_conv4", "caffe", input_size, weights,
+                        feature_layer, model_name)
+
+
+def resnet50(input_size, *, weights, feature_layer, tiny_width, model_name):
+    """ResNet-50: 2048 channels at 1/32 of the input side."""
+    return _application("resnet50", "ResNet50", "conv5_block3_out", "caffe", input_size,
+                        weights, feature_layer, model_name)
+
+
+def resnet101(input_size, *, weights, feature_layer, tiny_width, model_name):
+    """ResNet-101: 2048 channels at 1/32 of the input side."""
+    return _application("resnet101", "ResNet101", "conv5_block3_out", "caffe", input_size,
+                        weights, feature_layer, model_name)
+
+
+def tiny(input_size, *, weights, feature_layer, tiny_width, model_name):
+    """A small scratch CNN (`_tiny_cnn`) for tests and demos; no layer to tap."""
+    model = _tiny_cnn(input_size, tiny_width, model_name or "tiny_backbone")
+    if weights is not None:
+        model.load_weights(weights)
+    return model
 
 
 @keras.saving.register_keras_serializable(package="sgma_keras")

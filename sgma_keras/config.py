@@ -8,6 +8,10 @@ To add a key, add one ``Field`` to ``SCHEMA`` (and, if it relates to other keys,
 ``@_rule`` function below). Nothing else needs to change: loading, validation, override
 parsing, saving and the README table all follow the schema.
 
+The values of ``data.source`` and ``model.backbone``, and what the checks need to know
+of each (required paths, feature channels), come from ``sgma_keras.registry``: a new
+data source or backbone is one registration there (docs/extending.md).
+
 Usage::
 
     cfg = load_config("configs/cub.json", ["model.num_parts=3", "train.jit=true"])
@@ -38,6 +42,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from sgma_keras.atomic_io import write_text_atomic
 from sgma_keras.errors import UserError
+from sgma_keras.registry import BACKBONES, SOURCES
 from sgma_keras.text_input import MiB, read_text
 
 __all__ = [
@@ -100,20 +105,18 @@ class Field:
         ``length`` an optional fixed length; range limits apply to the items).
       default: the default value; ``None`` makes the field nullable.
       doc: one line for the README table.
-      choices: allowed values (an enum).
+      choices: allowed values (an enum), or a function returning them (read at each use:
+        the names of a registry, which may grow after the schema is built).
       min, max: inclusive bounds; gt, lt: exclusive bounds.
       nullable: allow ``null`` (implied by a ``None`` default).
       literals: extra string values accepted verbatim besides the type (e.g. "imagenet").
       exists: "file" or "dir": when set (and path checks are on) the path must exist.
-      required_for: values of ``data.source`` for which this path must be set; for the other
-        sources it is not used and not checked.
       contains: files a ``dir`` path must hold.
     """
 
     def __init__(self, type, default, *, doc: str = "", choices=None, min=None, max=None,
                  gt=None, lt=None, nullable: bool | None = None, literals=(), item=None,
-                 length: int | None = None, exists: str | None = None, required_for=None,
-                 contains=()):
+                 length: int | None = None, exists: str | None = None, contains=()):
         if type not in (int, float, bool, str, PATH, list):
             raise TypeError(f"unsupported Field type {type!r}")
         if type is list and item not in (int, float, bool, str, PATH):
@@ -122,19 +125,22 @@ class Field:
             raise ValueError("exists must be None, 'file' or 'dir'")
         self.type = type
         self.doc = doc
-        self.choices = tuple(choices) if choices is not None else None
+        self._choices = choices if callable(choices) or choices is None else tuple(choices)
         self.min, self.max, self.gt, self.lt = min, max, gt, lt
         self.nullable = (default is None) if nullable is None else bool(nullable)
         self.literals = tuple(literals)
         self.item = item
         self.length = length
         self.exists = exists
-        self.required_for = tuple(required_for) if required_for is not None else None
         self.contains = tuple(contains)
         try:
             self.default = self.coerce(default)
         except _Invalid as e:  # a schema bug: fail at import time
             raise ValueError(f"Field default {default!r} is invalid: {e}") from None
+
+    @property
+    def choices(self) -> tuple | None:
+        return tuple(self._choices()) if callable(self._choices) else self._choices
 
     # -- descriptions ------------------------------------------------------------------
     def _range(self) -> str:
@@ -239,8 +245,8 @@ class Field:
 # The schema. Defaults are the paper's settings; [paper] / [choice] tags follow the spec.
 # ---------------------------------------------------------------------------------------
 
-DATA_SOURCES = ("builtin", "proposed_split", "cub_raw", "awa2_raw", "flowers_raw", "tfds")
-_IMAGE_ROOT_SOURCES = ("proposed_split", "cub_raw", "awa2_raw", "flowers_raw")
+# The choices of data.source and model.backbone, which paths each source requires and
+# the backbones' feature channels come from sgma_keras.registry.
 
 SCHEMA: dict[str, Any] = {
     "name": Field(str, "sgma", doc="run name; `{name}` in output_dir expands to it"),
@@ -248,12 +254,12 @@ SCHEMA: dict[str, Any] = {
     "output_dir": Field(PATH, "runs/{name}",
                         doc="run folder (checkpoints, logs, resolved config); `{name}` expands"),
     "data": {
-        "source": Field(str, "builtin", choices=DATA_SOURCES,
+        "source": Field(str, "builtin", choices=SOURCES.names,
                         doc="dataset loader: built-in synthetic set, Xian et al. proposed split "
                             "(.mat files + images), raw CUB/AwA2/FLO folders, or TFDS"),
-        "root": Field(PATH, None, exists="dir", required_for=_IMAGE_ROOT_SOURCES,
+        "root": Field(PATH, None, exists="dir",
                       doc="image root folder (needed by proposed_split and the *_raw sources)"),
-        "split_dir": Field(PATH, None, exists="dir", required_for=("proposed_split",),
+        "split_dir": Field(PATH, None, exists="dir",
                            contains=("att_splits.mat", "res101.mat"),
                            doc="folder holding att_splits.mat and res101.mat (proposed_split)"),
         "semantics": Field(str, "att", choices=("att", "original_att"),
@@ -323,7 +329,7 @@ SCHEMA: dict[str, Any] = {
             "class_split": Field(PATH, None, exists="file",
                                  doc="seen/unseen class split file; null: a seeded split of "
                                      "data.unseen_fraction"),
-            "semantics_file": Field(PATH, None, exists="file", required_for=("tfds",),
+            "semantics_file": Field(PATH, None, exists="file",
                                     doc="class semantic vectors file (.npy, .mat, text), one "
                                         "row per TFDS label"),
             "semantics_key": Field(str, None,
@@ -337,7 +343,7 @@ SCHEMA: dict[str, Any] = {
         "flowers": {
             "class_split": Field(PATH, None, exists="file",
                                  doc="seen/unseen class split file (flowers_raw)"),
-            "semantics_file": Field(PATH, None, exists="file", required_for=("flowers_raw",),
+            "semantics_file": Field(PATH, None, exists="file",
                                     doc="class semantic vectors file (flowers_raw)"),
             "semantics_key": Field(str, None,
                                    doc="variable of a .mat semantics_file; null: `att`"),
@@ -373,7 +379,7 @@ SCHEMA: dict[str, Any] = {
         },
     },
     "model": {
-        "backbone": Field(str, "vgg19", choices=("vgg19", "resnet50", "resnet101", "tiny"),
+        "backbone": Field(str, "vgg19", choices=BACKBONES.names,
                           doc="CNN of every branch [paper: vgg19]; `tiny`: small scratch CNN "
                               "for demos and tests"),
         "weights": Field(PATH, "imagenet", nullable=True, literals=("imagenet",), exists="file",
@@ -579,14 +585,6 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
-# Sections used only by some data sources: their paths are checked only for those sources.
-_SECTION_SOURCES = {
-    "data.builtin": ("builtin",),
-    "data.tfds": ("tfds",),
-    "data.flowers": ("flowers_raw",),
-    "data.raw": ("cub_raw", "awa2_raw"),
-}
-
 # ---------------------------------------------------------------------------------------
 # Cross-field rules: each gets the values of its keys (only when all of them are valid)
 # and returns None or an error message starting with a key path.
@@ -644,29 +642,26 @@ def _min_lr(min_lr, learning_rate):
                 f"{_num(learning_rate)}")
 
 
-# Channels of each backbone's default feature map (keras.applications' last conv block;
-# tiny: 4 x tiny_width). Each attention part is a group of channels.
-_FEATURE_CHANNELS = {"vgg19": 512, "resnet50": 2048, "resnet101": 2048}
-
-
-@_rule("model.num_parts", "model.part_mode", "model.backbone", "model.tiny_width",
-       "model.feature_layer")
-def _parts_per_channel(num_parts, part_mode, backbone, tiny_width, feature_layer):
-    if part_mode != "attention" or (feature_layer is not None and backbone != "tiny"):
+# Each attention part is a group of the backbone's feature channels (a count registered
+# with the backbone, possibly a function of the model section). The whole section is
+# passed, so the rule is skipped while any model key is invalid.
+@_rule("model.num_parts", "model.part_mode", "model.backbone", "model.feature_layer", "model")
+def _parts_per_channel(num_parts, part_mode, backbone, feature_layer, model):
+    entry = BACKBONES.get(backbone)
+    if part_mode != "attention" or (feature_layer is not None and entry.tappable):
         return None  # random boxes need no channels; another tap's width is unknown here
-    channels = 4 * tiny_width if backbone == "tiny" else _FEATURE_CHANNELS.get(backbone)
+    channels = entry.channels(model) if callable(entry.channels) else entry.channels
     if channels is not None and num_parts > channels:
-        where = (f"4 x model.tiny_width={tiny_width}" if backbone == "tiny"
-                 else "at its default feature layer")
+        where = entry.channels_note.format(**model)
         return (f"model.num_parts: each part is a group of the backbone's feature "
                 f"channels, and {backbone} has {channels} ({where}); got {num_parts} parts: "
                 f"expected at most {channels}")
 
 
 @_rule("model.backbone", "model.weights")
-def _tiny_weights(backbone, weights):
-    if backbone == "tiny" and weights == "imagenet":
-        return ("model.weights: the tiny backbone has no ImageNet weights; set "
+def _imagenet_weights(backbone, weights):
+    if weights == "imagenet" and not BACKBONES.get(backbone).imagenet:
+        return (f"model.weights: the {backbone} backbone has no ImageNet weights; set "
                 "model.weights to null or a weights file")
 
 
@@ -878,21 +873,28 @@ def _check_paths(cfg: dict, schema: Mapping, bad: set, errors: list[str]) -> Non
     if "data.source" in bad:
         return  # which paths matter is unknown
     cwd = os.getcwd()
+    # Per path: the sources that require it, and those that read its section.
+    required_by, read_by = {}, {}
+    for entry in SOURCES:
+        for key in entry.requires:
+            required_by.setdefault(f"data.{key}", set()).add(entry.name)
+        if entry.section:
+            read_by.setdefault(f"data.{entry.section}", set()).add(entry.name)
     for path, field in _iter_fields(schema):
-        if field.type is not PATH or (field.exists is None and field.required_for is None):
+        if field.type is not PATH or (field.exists is None and path not in required_by):
             continue
         if path in bad:
             continue
-        gate = next((srcs for sec, srcs in _SECTION_SOURCES.items()
-                     if path.startswith(sec + ".")), None)
+        gate = next((srcs for sec, srcs in read_by.items() if path.startswith(sec + ".")),
+                    None)
         if gate is not None and source not in gate:
             continue
-        if field.required_for is not None and source not in field.required_for:
+        if path in required_by and source not in required_by[path]:
             continue
         value = _lookup(cfg, path, None)
-        why = f" (needed by data.source {source!r})" if field.required_for else ""
+        why = f" (needed by data.source {source!r})" if path in required_by else ""
         if value is None:
-            if field.required_for is not None:
+            if path in required_by:
                 errors.append(f"{path}: required for data.source {source!r}, got null")
             continue
         if value in field.literals or field.exists is None:
@@ -926,7 +928,8 @@ def validate_config(raw: Mapping, *, check_paths: bool = True, schema: Mapping |
         raw = {}
     cfg = _resolve(raw, schema, "", errors, bad, schema)
     for keys, fn in _RULES:
-        if any(_lookup(schema, k) is _MISSING or k in bad for k in keys):
+        if any(_lookup(schema, k) is _MISSING or any(b == k or b.startswith(k + ".")
+                                                     for b in bad) for k in keys):
             continue
         msg = fn(*(_lookup(cfg, k) for k in keys))
         if msg:

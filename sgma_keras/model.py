@@ -9,10 +9,11 @@ from keras import ops
 from sgma_keras import losses
 from sgma_keras import metrics  # noqa: F401  (registers the metrics a compiled SGMA saves)
 from sgma_keras import semantics as semantics_lib
-from sgma_keras.backbones import BACKBONES, make_backbone
+from sgma_keras.backbones import make_backbone
 from sgma_keras.layers import ClassCenterHead, MultiAttention, PartCropper, SemanticEmbedding
 from sgma_keras.layers.class_center import match_rows
 from sgma_keras.layers.semantic_embedding import as_semantic_matrix
+from sgma_keras.registry import BACKBONES
 
 log = logging.getLogger("sgma_keras")
 
@@ -109,7 +110,9 @@ class SGMA(keras.Model):
             `image_size`; must divide it). A smaller view (the image average-
             pooled by `image_size // global_size`) saves compute where the
             parts, sampled at full resolution, carry the fine detail.
-        backbone: "vgg19", "resnet50", "resnet101" or "tiny".
+        backbone: a name in `sgma_keras.registry.BACKBONES`: "vgg19",
+            "resnet50", "resnet101", "tiny" or one registered with
+            `register_backbone`.
         weights: backbone weights: None, "imagenet" or a file path.
         feature_layer: backbone layer tapped for the feature map.
         tiny_width: width of the tiny backbone.
@@ -352,7 +355,8 @@ class SGMA(keras.Model):
             raise ValueError(f"SGMA: `part_mode` must be one of {PART_MODES}, got {part_mode!r}.")
         if backbone not in BACKBONES:
             raise ValueError(
-                f"SGMA: unknown backbone {backbone!r}; expected one of {', '.join(BACKBONES)}."
+                f"SGMA: unknown backbone {backbone!r}; expected one of "
+                f"{', '.join(BACKBONES.names())}."
             )
         if int(local_size) < 8 or int(image_size) < 8:
             raise ValueError(

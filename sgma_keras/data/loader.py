@@ -1,8 +1,9 @@
 """`load_dataset(data_cfg)`: the config's "data" section -> ZeroShotData.
 
 The keys of the section, their defaults and their checks are declared once, in
-`sgma_keras.config.SCHEMA["data"]` (docs/CONFIG.md lists them); this module only
-dispatches to the loader of `data.source`:
+`sgma_keras.config.SCHEMA["data"]` (docs/CONFIG.md lists them); the sources are
+registered in `sgma_keras.registry.SOURCES`, and `load_dataset` calls the loader
+registered as `data.source`. The built-in ones, defined here:
 
     "builtin"          the generated dataset (`builtin.make_builtin_dataset`)
     "proposed_split"   Xian et al.'s att_splits.mat + res101.mat (`proposed_split`)
@@ -14,6 +15,7 @@ import os
 
 from sgma_keras.config import resolve_section
 from sgma_keras.data.zsl_data import DataError
+from sgma_keras.registry import SOURCES
 from sgma_keras.semantics import l2_normalize_rows
 
 
@@ -32,14 +34,8 @@ def semantics_transform(cfg):
     read). The model keeps it and applies it to class vectors given after training.
     """
     cfg = resolve_data_config(cfg)
-    att = cfg["source"] != "builtin" and cfg["semantics"] == "att"
+    att = SOURCES.get(cfg["source"]).semantics and cfg["semantics"] == "att"
     return "l2" if cfg["normalize_semantics"] or att else None
-
-
-def _require(cfg, key, source):
-    if not cfg[key]:
-        raise DataError(f"data.{key} is required for source {source!r}.")
-    return cfg[key]
 
 
 def builtin_folder(cfg):
@@ -76,70 +72,104 @@ def load_dataset(cfg):
     """
     cfg = resolve_data_config(cfg)
     source = cfg["source"]
-    protocol = {"val_fraction": cfg["val_fraction"], "seed": cfg["seed"]}
-    raw_protocol = {
-        **protocol,
-        "unseen_fraction": cfg["unseen_fraction"],
-        "test_seen_fraction": cfg["test_seen_fraction"],
-        "bad_images": cfg["bad_images"],
-    }
-    if source == "builtin":
-        from sgma_keras.data.builtin import make_builtin_dataset
-
-        options = {k: v for k, v in cfg["builtin"].items() if k != "cache_dir"}
-        data = make_builtin_dataset(
-            builtin_folder(cfg),
-            test_seen_fraction=cfg["test_seen_fraction"],
-            **protocol,
-            **options,
-        )
-    elif source == "proposed_split":
-        from sgma_keras.data.proposed_split import load_proposed_split
-
-        data = load_proposed_split(
-            _require(cfg, "split_dir", source),
-            _require(cfg, "root", source),
-            semantics=cfg["semantics"],
-            name=cfg["name"],
-            bad_images=cfg["bad_images"],
-            **protocol,
-        )
-    elif source == "cub_raw":
-        from sgma_keras.data.cub_raw import load_cub_raw
-
-        data = load_cub_raw(
-            _require(cfg, "root", source),
-            semantics=cfg["semantics"],
-            read_parts=cfg["raw"]["parts"],
-            class_split=cfg["raw"]["class_split"],
-            **raw_protocol,
-        )
-    elif source == "awa2_raw":
-        from sgma_keras.data.awa2_raw import load_awa2_raw
-
-        data = load_awa2_raw(
-            _require(cfg, "root", source),
-            semantics=cfg["semantics"],
-            class_split=cfg["raw"]["class_split"],
-            **raw_protocol,
-        )
-    elif source == "flowers_raw":
-        from sgma_keras.data.flowers_raw import load_flowers_raw
-
-        data = load_flowers_raw(
-            _require(cfg, "root", source),
-            semantics=cfg["semantics"],
-            **cfg["flowers"],
-            **raw_protocol,
-        )
-    else:
-        from sgma_keras.data.tfds_source import load_tfds
-
-        tfds_cfg = dict(cfg["tfds"])
-        tfds_cfg["cache_dir"] = os.path.expanduser(tfds_cfg["cache_dir"])
-        data = load_tfds(semantics=cfg["semantics"], **tfds_cfg, **raw_protocol)
+    for key in SOURCES.get(source).requires:
+        value = cfg
+        for part in key.split("."):
+            value = value[part]
+        if not value:
+            raise DataError(f"data.{key} is required for source {source!r}.")
+    data = SOURCES.resolve(source)(cfg)
     if cfg["name"]:
         data.name = cfg["name"]
     if cfg["normalize_semantics"]:
         data.semantics = l2_normalize_rows(data.semantics)
     return data
+
+
+# The built-in sources' loaders (registered in sgma_keras.registry): the resolved
+# "data" section -> ZeroShotData. Each imports its module on first use.
+
+def _protocol(cfg):
+    return {"val_fraction": cfg["val_fraction"], "seed": cfg["seed"]}
+
+
+def _raw_protocol(cfg):
+    return {
+        **_protocol(cfg),
+        "unseen_fraction": cfg["unseen_fraction"],
+        "test_seen_fraction": cfg["test_seen_fraction"],
+        "bad_images": cfg["bad_images"],
+    }
+
+
+def from_builtin(cfg):
+    """The generated dataset, in `builtin_folder(cfg)`."""
+    from sgma_keras.data.builtin import make_builtin_dataset
+
+    options = {k: v for k, v in cfg["builtin"].items() if k != "cache_dir"}
+    return make_builtin_dataset(
+        builtin_folder(cfg),
+        test_seen_fraction=cfg["test_seen_fraction"],
+        **_protocol(cfg),
+        **options,
+    )
+
+
+def from_proposed_split(cfg):
+    """Xian et al.'s proposed split (`split_dir`) of the images under `root`."""
+    from sgma_keras.data.proposed_split import load_proposed_split
+
+    return load_proposed_split(
+        cfg["split_dir"],
+        cfg["root"],
+        semantics=cfg["semantics"],
+        name=cfg["name"],
+        bad_images=cfg["bad_images"],
+        **_protocol(cfg),
+    )
+
+
+def from_cub_raw(cfg):
+    """The CUB-200-2011 folder at `root`."""
+    from sgma_keras.data.cub_raw import load_cub_raw
+
+    return load_cub_raw(
+        cfg["root"],
+        semantics=cfg["semantics"],
+        read_parts=cfg["raw"]["parts"],
+        class_split=cfg["raw"]["class_split"],
+        **_raw_protocol(cfg),
+    )
+
+
+def from_awa2_raw(cfg):
+    """The AwA2 folder at `root`."""
+    from sgma_keras.data.awa2_raw import load_awa2_raw
+
+    return load_awa2_raw(
+        cfg["root"],
+        semantics=cfg["semantics"],
+        class_split=cfg["raw"]["class_split"],
+        **_raw_protocol(cfg),
+    )
+
+
+def from_flowers_raw(cfg):
+    """The Oxford Flowers 102 folder at `root`."""
+    from sgma_keras.data.flowers_raw import load_flowers_raw
+
+    return load_flowers_raw(
+        cfg["root"],
+        semantics=cfg["semantics"],
+        **cfg["flowers"],
+        **_raw_protocol(cfg),
+    )
+
+
+def from_tfds(cfg):
+    """A TensorFlow Datasets dataset, exported once as image files."""
+    from sgma_keras.data.tfds_source import load_tfds
+
+    tfds_cfg = dict(cfg["tfds"])
+    tfds_cfg["cache_dir"] = os.path.expanduser(tfds_cfg["cache_dir"])
+    return load_tfds(semantics=cfg["semantics"], **tfds_cfg, **_raw_protocol(cfg))

@@ -13,6 +13,7 @@ import pytest
 
 from sgma_keras import config as config_lib
 from sgma_keras.data import loader
+from sgma_keras.registry import SOURCES
 
 LOADERS = {  # source -> (module, function)
     "builtin": ("sgma_keras.data.builtin", "make_builtin_dataset"),
@@ -67,7 +68,13 @@ def _run(source, monkeypatch):
     import importlib
 
     seen, calls = set(), {}
-    raw = {"source": source, "root": "/r", "split_dir": "/s"}
+    raw = {"source": source}
+    for key in SOURCES.get(source).requires:  # each path the source requires, set
+        *sections, leaf = key.split(".")
+        node = raw
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[leaf] = f"/{leaf}"
     resolved = config_lib.resolve_section("data", raw)
     monkeypatch.setattr(loader, "resolve_section",
                         lambda name, cfg: Recorder(resolved, "data.", seen))
@@ -82,6 +89,10 @@ def _run(source, monkeypatch):
     monkeypatch.setattr(module, function, stub)
     loader.load_dataset(raw)
     return seen, calls
+
+
+def test_every_registered_source_is_checked_here():
+    assert sorted(LOADERS) == sorted(SOURCES.names())
 
 
 @pytest.mark.parametrize("source", sorted(LOADERS))
