@@ -663,7 +663,8 @@ def test_evaluation_cleans_a_killed_one_and_names_a_training_run(tmp_path, caplo
     assert code == 0, capsys.readouterr().err
     assert not any(path.exists() for path in stale)
     assert (out / evaluation.RESULTS_FILE).exists()
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                and "Run folder" in r.getMessage()]
     assert len(warnings) == 1 and f"Run folder {run} is in use by a training run (PID " \
         f"{os.getpid()} on host" in warnings[0] and "best.keras" in warnings[0]
 
