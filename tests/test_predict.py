@@ -370,7 +370,7 @@ def test_held_out_classes_added_from_a_classes_file_are_recognised(tmp_path):
     cfg = load_config(os.path.join(ROOT, "configs", "demo.json"), overrides)
     results = training.train(cfg, verbose=0)
     data = load_data(cfg)
-    model = load_checkpoint(RunFolder(cfg["output_dir"]).best)
+    model = load_checkpoint(RunFolder(cfg["output_dir"]).final)
     seen = np.asarray(data.seen_classes)
     model.set_class_semantics(data.semantics[seen], class_names=[data.class_names[c] for c in seen])
     model.save(str(tmp_path / "seen_only.keras"))

@@ -179,8 +179,9 @@ def footprint_grid_sample(images, y, x, footprint_y, footprint_x, taps=4, scale_
     y = _finite_or_outside(ops.convert_to_tensor(y))
     x = _finite_or_outside(ops.convert_to_tensor(x))
     # (NumPy inputs would mix NumPy and torch tensors below.)
-    footprint_y = ops.convert_to_tensor(footprint_y)
-    footprint_x = ops.convert_to_tensor(footprint_x)
+    # A diverged box's footprint is NaN too: it would make NaN gather indices.
+    footprint_y = _finite_or_one(ops.convert_to_tensor(footprint_y))
+    footprint_x = _finite_or_one(ops.convert_to_tensor(footprint_x))
     scale_y = None if scale_y is None else ops.convert_to_tensor(scale_y)
     scale_x = None if scale_x is None else ops.convert_to_tensor(scale_x)
     shape = ops.shape(images)
@@ -218,6 +219,12 @@ def _finite_or_outside(coordinates):
     `InvalidArgumentError` on TensorFlow, silent garbage elsewhere)."""
     return ops.where(ops.isfinite(coordinates), coordinates,
                      ops.full_like(coordinates, -2.0))
+
+
+def _finite_or_one(footprint):
+    """NaN / inf footprints (a diverged box) set to one pixel: the tap indices
+    derive from them, and must stay finite like the coordinates'."""
+    return ops.where(ops.isfinite(footprint), footprint, ops.ones_like(footprint))
 
 
 def _as_float(size, dtype):
