@@ -126,3 +126,25 @@ def test_multi_attention_passes_the_layer_checks(tmp_path):
         run_layer_test(MultiAttention, dict(num_parts=2, reduction=4, normalize=normalize),
                        features, tmp_path, expected_output_shape=(2, 4, 4, 2),
                        expected_num_trainable_weights=5)
+
+
+def test_kmeans_keeps_the_best_of_several_seedings():
+    """Two clouds of channels and one far outlier: a single k-means++ seeding often
+    puts the outlier alone (a one-channel part); the best of the restarts splits the
+    two clouds, and no seed returns a worse split than the single seeding did."""
+    from sgma_keras.layers.multi_attention import _kmeans_once, kmeans
+
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.normal(0.0, 1.0, (60, 2)), rng.normal((7.0, 0.0), 1.0, (60, 2)),
+                             [[3.5, 15.0]]])
+
+    def cost(assign):
+        return sum(((points[assign == j] - points[assign == j].mean(0)) ** 2).sum()
+                   for j in np.unique(assign))
+
+    singles = [_kmeans_once(points, 2, 100, np.random.default_rng(s)) for s in range(40)]
+    assert min(np.bincount(a).min() for a in singles) == 1  # the trap exists
+    for seed in range(5):
+        assign = kmeans(points, 2, seed=seed)
+        assert sorted(np.bincount(assign).tolist())[0] >= 60
+        assert cost(assign) <= min(cost(a) for a in singles) + 1e-6

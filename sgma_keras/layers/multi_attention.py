@@ -179,10 +179,27 @@ class MultiAttention(keras.layers.Layer):
         return config
 
 
-def kmeans(points, k, iterations=100, seed=0):
-    """Plain k-means (k-means++ seeding); returns the cluster of each point."""
+def kmeans(points, k, iterations=100, seed=0, restarts=10):
+    """k-means (k-means++ seeding), best of `restarts` seedings by within-cluster
+    sum of squares; returns the cluster of each point.
+
+    One seeding can stop in a poor local optimum: on a warmed-up demo backbone, one
+    of six seedings split 128 channels into groups of 127 and 1 (sum of squares
+    7230, against 6394 for the best 70/58 split), leaving one part a single channel.
+    """
     points = np.asarray(points, dtype="float64")
     rng = np.random.default_rng(seed)
+    best, best_cost = None, np.inf
+    for _ in range(restarts):
+        assign = _kmeans_once(points, k, iterations, rng)
+        cost = sum(((points[assign == j] - points[assign == j].mean(0)) ** 2).sum()
+                   for j in np.unique(assign))
+        if cost < best_cost - 1e-9:
+            best, best_cost = assign, cost
+    return best
+
+
+def _kmeans_once(points, k, iterations, rng):
     centres = [points[rng.integers(len(points))]]
     for _ in range(1, k):
         dist = np.min([((points - c) ** 2).sum(1) for c in centres], axis=0)
