@@ -191,13 +191,20 @@ def footprint_grid_sample(images, y, x, footprint_y, footprint_x, taps=4, scale_
                                         scale_y)
     x_index, x_weight = _footprint_taps(x, footprint_x, taps, ops.cast(width - 1, x.dtype),
                                         scale_x)
-    # Rows: (B*H, W*C), each output row a blend of `taps` whole input rows.
+    # Rows: (B*H, W*C), each output row a blend of `taps` whole input rows,
+    # gathered one tap at a time: the gradient to a tap's weights is then one
+    # product with the blend's gradient, where a sum over a (.., taps, W*C)
+    # tensor has TensorFlow tile that gradient taps times first (the largest
+    # tensor of the crop).
     image_rows = ops.reshape(images, (-1, width * channels))
-    offset = ops.reshape(ops.arange(batch, dtype="int32") * height, (-1, 1, 1, 1))
-    gathered = ops.take(image_rows, ops.reshape(y_index + offset, (-1,)), axis=0)
-    gathered = ops.reshape(gathered, (batch, parts, rows_out, taps, width * channels))
-    # (A product and a sum: TensorFlow's einsum here is slower, forward and back.)
-    blended = ops.sum(gathered * ops.cast(y_weight, gathered.dtype)[..., None], axis=3)
+    offset = ops.reshape(ops.arange(batch, dtype="int32") * height, (-1, 1, 1))
+    y_weight = ops.cast(y_weight, images.dtype)
+    blended = None
+    for tap in range(taps):
+        rows = ops.take(image_rows, ops.reshape(y_index[..., tap] + offset, (-1,)), axis=0)
+        rows = ops.reshape(rows, (batch, parts, rows_out, width * channels))
+        rows = rows * y_weight[..., tap:tap + 1]
+        blended = rows if blended is None else blended + rows
     # Columns: transposed so that each column is a contiguous row again.
     blended = ops.reshape(blended, (batch, parts, rows_out, width, channels))
     columns = ops.reshape(ops.transpose(blended, (0, 1, 3, 2, 4)), (-1, rows_out * channels))
