@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from sgma_keras.arguments import CLASS_CENTER
 from sgma_keras.tensor_cache import cached_constant
 from sgma_keras.layers.semantic_embedding import l2_normalize, as_semantic_matrix
 
@@ -73,15 +74,11 @@ class ClassCenterHead(keras.layers.Layer):
     """
 
     def __init__(self, seen_semantics, semantics, latent_dim=256, ridge_lambda=1.0, **kwargs):
+        values = CLASS_CENTER.check(locals())
         super().__init__(**kwargs)
         self.seen_semantics = as_semantic_matrix(seen_semantics, owner="ClassCenterHead")
-        self.latent_dim = int(latent_dim)
-        self.ridge_lambda = float(ridge_lambda)
-        if self.latent_dim < 1 or self.ridge_lambda < 0:
-            raise ValueError(
-                "ClassCenterHead: expected latent_dim >= 1 and ridge_lambda >= 0, got "
-                f"{latent_dim} and {ridge_lambda}."
-            )
+        self.latent_dim = values["latent_dim"]
+        self.ridge_lambda = values["ridge_lambda"]
         self.set_semantics(semantics)
 
     @property

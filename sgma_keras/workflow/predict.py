@@ -329,7 +329,7 @@ class Predictions:
         if self.images is None or self.attention_maps is None or self.boxes is None:
             raise PredictError(
                 "Figures need the images (predict(..., keep_images=True)) and a model "
-                "with attention maps and part boxes (part_mode 'attention')."
+                "with attention maps and part boxes (boxes from attention)."
             )
         os.makedirs(folder, exist_ok=True)
         written = []
