@@ -46,6 +46,7 @@ from sgma_keras.data.zsl_data import ImageSplit
 from sgma_keras.errors import UserError
 from sgma_keras.plots import plot_attention_grid
 from sgma_keras.text_input import MiB, read_text
+from sgma_keras.upgrade import saved_semantics
 from sgma_keras.workflow.checkpoints import load_checkpoint, read_checkpoint_config
 from sgma_keras.workflow.export import EXPORT_JSON, untrusted_ops
 from sgma_keras.workflow.predictions import to_numpy
@@ -643,7 +644,7 @@ def semantic_width(path):
                                "folder written by export.py.")
         with open(info_path, encoding="utf-8") as handle:
             return int(json.load(handle)["semantic_dim"])
-    return len(read_checkpoint_config(path)["semantics"][0])
+    return len(saved_semantics(read_checkpoint_config(path))[0])
 
 
 def run_predict(model_path, inputs, output_csv, classes_file=None, replace_classes=False,
