@@ -253,6 +253,10 @@ CLASS_CENTER = Arguments("ClassCenterHead", {
                         doc="class-center latent space dimension"),
     "ridge_lambda": Field(float, 1.0, min=0,
                           doc="ridge lambda building unseen centres from seen ones"),
+    "center_stddev": Field(float, 1.0, gt=0,
+                           doc="standard deviation of the learned centres' initial values; "
+                               "the centres are L2-normalised where used, so it sets how "
+                               "fast they move (larger: slower) [choice]"),
 })
 
 

@@ -212,3 +212,15 @@ def test_the_builtin_loader_output_is_the_transform_of_its_raw_vectors(tmp_path)
     assert semantics_transform({**small, "normalize_semantics": False}) is None
     stored = load_dataset(small).semantics
     np.testing.assert_array_equal(stored, apply_transform(raw, semantics_transform(small)))
+
+
+def test_a_new_layer_option_is_a_config_key_without_other_wiring():
+    """`ClassCenterHead(center_stddev=...)` was added as one argument and one declared
+    Field: the config key, the built layer and its saved config follow."""
+    cfg = _with(_base_config(), "model.center.center_stddev", 0.01)
+    model = _build(config_lib.validate_config(cfg, check_paths=False))
+    assert model.center_head.center_stddev == 0.01
+    model.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
+    assert float(np.std(model.center_head.get_weights()[-1])) < 0.05
+    again = SGMA.from_config(model.get_config())
+    assert again.center_head.center_stddev == 0.01

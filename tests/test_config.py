@@ -278,7 +278,7 @@ def test_overrides_apply_nested(tmp_path):
     assert cfg["train"]["warmup"]["learning_rate"] == 0.01
     assert cfg["train"]["warmup"]["epochs"] == 6  # untouched sibling from the file
     assert cfg["input"]["augment"]["color_jitter"] == 0.0
-    assert cfg["model"]["center"] == {"latent_dim": 64, "ridge_lambda": 1.0}
+    assert cfg["model"]["center"] == {"latent_dim": 64, "ridge_lambda": 1.0, "center_stddev": 1.0}
     assert cfg["output_dir"] == "runs/ovr"
 
 
@@ -298,7 +298,7 @@ def test_a_section_turned_off_and_on_again():
     assert cfg["model"]["center"] is None
     cfg = load_config(None, ["model.center=null", "model.center.latent_dim=8"],
                       check_paths=False)
-    assert cfg["model"]["center"] == {"latent_dim": 8, "ridge_lambda": 1.0}
+    assert cfg["model"]["center"] == {"latent_dim": 8, "ridge_lambda": 1.0, "center_stddev": 1.0}
     with pytest.raises(ConfigError, match=r"model.cropper: expected a section"):
         load_config(None, ["model.cropper=null"], check_paths=False)
 
