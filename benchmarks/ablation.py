@@ -24,11 +24,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 VARIANTS = {
-    "global": ["model.part_mode=none", "model.center.enabled=false", "train.init.enabled=false"],
-    "random": ["model.part_mode=random", "train.init.enabled=false"],
+    "global": ["model.num_parts=0", "model.center=null", "train.init.enabled=false"],
+    "random": ["model.cropper.box_source=random", "train.init.enabled=false"],
     "no_cpt_div": ["loss.cpt_weight=0", "loss.div_weight=0"],
     "full": [],
-    "no_cct": ["model.center.enabled=false"],
+    "no_cct": ["model.center=null"],
 }
 METRICS = ("zsl_top1", "gzsl_u", "gzsl_s", "gzsl_h", "localisation")
 # Also summarised (the table's "init -> final" column, the validation numbers).

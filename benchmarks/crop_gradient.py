@@ -36,7 +36,7 @@ import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
 from sgma_keras.layers import PartCropper  # noqa: E402
-from sgma_keras.layers.part_cropper import MASK_AT  # noqa: E402
+from sgma_keras.arguments import MASK_AT  # noqa: E402
 
 
 def smooth_image(size=448, seed=0, frequencies=(0.01, 0.04)):

@@ -87,7 +87,7 @@ def sgma_flops(model, stage=None):
     feature = _shape(model.global_backbone.output)  # (None, h, w, C)
     h, w, channels = feature[1], feature[2], feature[3]
     joint = stage != "warmup"
-    parts_on = joint and model.part_mode != "none"
+    parts_on = joint and model.num_parts > 0
     out["attention_backbone"] = (
         backbone_flops(model.attention_backbone)
         if parts_on and model.attention_backbone is not None

@@ -42,17 +42,15 @@ def measure_demo_training(config="configs/demo.json", steps=8):
     import numpy as np
 
     from sgma_keras.config import load_config
-    from sgma_keras.model import SGMA
+    from sgma_keras.model import make_sgma
+    from sgma_keras.workflow.build import model_sections
     from sgma_keras.workflow.build import make_optimizer
 
     cfg = load_config(config)
     size, batch = cfg["input"]["image_size"], cfg["input"]["batch_size"]
-    m = cfg["model"]
     rng = np.random.default_rng(0)
     semantics = rng.random((24, 20)).astype("float32")
-    model = SGMA(semantics, list(range(14)), image_size=size, local_size=cfg["input"]["local_size"],
-                 backbone=m["backbone"], weights=m["weights"], tiny_width=m["tiny_width"],
-                 num_parts=m["num_parts"], latent_dim=m["center"]["latent_dim"])
+    model = make_sgma(semantics, list(range(14)), **model_sections(cfg))
     model.compile(optimizer=make_optimizer(cfg["train"]))
     images = (rng.random((batch, size, size, 3)) * 255).astype("float32")
     labels = np.arange(batch) % 14

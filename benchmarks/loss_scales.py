@@ -1,7 +1,7 @@
 """Each SGMA loss term at initialisation, raw and weighted, for a config (issue 14).
 
 Builds the config's model (`training.build_model`) with random backbone weights
-(`model.weights` is forced to null: no download) and random class semantics of
+(`model.backbone.weights` is forced to null: no download) and random class semantics of
 the dataset's size, feeds one batch of random images in [0, 255] at the
 config's sizes with random seen-class labels, and prints L_cls, L_cct, L_cpt,
 L_div (raw and times their weights) and each term's ratio to the weighted L_cls.
@@ -116,13 +116,14 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="also print the result as JSON")
     args = parser.parse_args(argv)
-    overrides = ["model.weights=null", *args.set]
+    overrides = ["model.backbone.weights=null", *args.set]
     if args.tiny:
         probe = load_config(args.config, overrides, check_paths=False)
-        image, local = probe["input"]["image_size"], probe["input"]["local_size"]
-        overrides = ["model.backbone=tiny", "input.global_size=null",
+        image = probe["input"]["image_size"]
+        local = probe["model"]["cropper"]["output_size"]
+        overrides = ["model.backbone.name=tiny", "input.global_size=null",
                      f"input.image_size={max(32, image // 4)}",
-                     f"input.local_size={max(16, local // 4)}", *overrides]
+                     f"model.cropper.output_size={max(16, local // 4)}", *overrides]
     cfg = load_config(args.config, overrides, check_paths=False)
     result = measure(cfg, args.batch, args.seed)
     print(f"{args.config} ({keras.backend.backend()}, backbone {cfg['model']['backbone']}, "

@@ -31,17 +31,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # Where the study started: the defaults before it (it chose the two it flips in
 # `adopted_unanimous` as the new defaults). Pinned, so the study reruns as it ran.
-START = ["model.peak_gradient_temperature=0.2", "model.map_losses_reach_backbone=true"]
+START = ["model.cropper.peak_gradient_temperature=0.2", "model.map_losses_reach_backbone=true"]
 # name -> (--set overrides on top of START, what it changes).
 OPTIONS = {
     "default": ([], "the defaults before the study (straight-through peak gradient 0.2, "
                     "map losses reach the backbone)"),
-    "mask_at_sample_points": (["model.boxcar_mask_at=sample_points"],
+    "mask_at_sample_points": (["model.cropper.mask_at=sample_points"],
                               "boxcar mask at the sample points (0.1.0: no gradient to the box)"),
-    "no_peak_gradient": (["model.peak_gradient_temperature=null"],
+    "no_peak_gradient": (["model.cropper.peak_gradient_temperature=null"],
                          "no straight-through peak gradient"),
-    "anchor_cnet": (["model.box_anchor=cnet"], "box centre predicted by f_CNet alone (the paper)"),
-    "steepness_relative": (["model.boxcar_steepness_unit=relative"],
+    "anchor_cnet": (["model.cropper.anchor=cnet"], "box centre predicted by f_CNet alone (the paper)"),
+    "steepness_relative": (["model.cropper.steepness_unit=relative"],
                            "boxcar steepness in image-side units (broad edges)"),
     "maps_not_backbone": (["model.map_losses_reach_backbone=false"],
                           "L_cpt + L_div train the attention subnet only"),
@@ -49,17 +49,17 @@ OPTIONS = {
                   "attention subnet and the rest in turns of one epoch"),
     # The options adopted one at a time, then together: a combination is chosen by the
     # same rule, since options that each help need not help together.
-    "adopted_unanimous": (["model.peak_gradient_temperature=null",
+    "adopted_unanimous": (["model.cropper.peak_gradient_temperature=null",
                            "model.map_losses_reach_backbone=false"],
                           "no_peak_gradient + maps_not_backbone (3/3 paired wins each)"),
-    "adopted_significant": (["model.peak_gradient_temperature=null",
+    "adopted_significant": (["model.cropper.peak_gradient_temperature=null",
                              "model.map_losses_reach_backbone=false",
-                             "model.boxcar_mask_at=sample_points"],
+                             "model.cropper.mask_at=sample_points"],
                             "every option whose paired gain beats its standard error "
                             "(adopted_unanimous + mask_at_sample_points)"),
-    "adopted_all": (["model.peak_gradient_temperature=null",
+    "adopted_all": (["model.cropper.peak_gradient_temperature=null",
                      "model.map_losses_reach_backbone=false",
-                     "model.boxcar_mask_at=sample_points", "train.joint.schedule=alternate"],
+                     "model.cropper.mask_at=sample_points", "train.joint.schedule=alternate"],
                     "every option adopted alone (adds mask_at_sample_points and alternate, "
                     "2/3 wins each)"),
 }

@@ -116,7 +116,7 @@ def make_model(name, seed=0):
     """(model, seen class ids) for a MODELS entry: random weights, random binary semantics."""
     import numpy as np
 
-    from sgma_keras.model import SGMA
+    from sgma_keras.model import make_sgma
 
     spec = MODELS[name]
     rng = np.random.default_rng(seed)
@@ -124,14 +124,12 @@ def make_model(name, seed=0):
     semantics = (rng.random((classes, dim)) < 0.3).astype("float32")
     semantics[np.arange(classes), rng.integers(0, dim, classes)] = 1.0  # no empty row
     seen = np.arange(spec["num_classes"] - spec["num_unseen"])
-    model = SGMA(
+    model = make_sgma(
         semantics=semantics,
         seen_classes=seen,
         image_size=spec["image_size"],
-        local_size=spec["local_size"],
-        backbone=spec["backbone"],
-        weights=None,
-        tiny_width=spec["tiny_width"],
+        cropper={"output_size": spec["local_size"]},
+        backbone={"name": spec["backbone"], "weights": None, "tiny_width": spec["tiny_width"]},
         seed=0,
     )
     return model, seen

@@ -20,7 +20,7 @@ import importlib.abc
 import importlib.util
 import sys
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # name -> module that defines it; loaded on first attribute access (PEP 562).
 _LAZY = {

@@ -8,6 +8,7 @@ import os
 
 import keras
 
+from sgma_keras.arguments import BACKBONE
 from sgma_keras.layers.image_preprocessing import ImagePreprocessing
 from sgma_keras.registry import BACKBONES
 
@@ -34,9 +35,8 @@ def make_backbone(
     Returns:
         A `keras.Model` mapping (B, S, S, 3) pixels to (B, h, w, C) features.
     """
-    entry = BACKBONES.get(name)
-    if weights == "imagenet" and not entry.imagenet:
-        raise ValueError(f"The {name} backbone has no ImageNet weights; use weights=None.")
+    BACKBONE.check(dict(name=name, weights=weights, feature_layer=feature_layer,
+                        tiny_width=tiny_width))
     if weights not in (None, "imagenet") and not os.path.isfile(str(weights)):
         raise ValueError(
             f"Backbone weights file not found: {weights!r} (expected null, 'imagenet' "
@@ -60,7 +60,7 @@ def _application(name, constructor, default_tap, mode, input_size, weights, feat
             raise ValueError(
                 f"Could not load ImageNet weights for {constructor}: {error}. Without "
                 "network access, put the `*_notop.h5` file in ~/.keras/models/ or set "
-                "model.weights to its path."
+                "model.backbone.weights to its path."
             ) from error
     else:
         base = application(include_top=False, weights=None, input_shape=shape)

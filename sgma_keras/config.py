@@ -1,14 +1,19 @@
 """Run configuration: one declarative schema, JSON loading, overrides, validation, saving.
 
 Every key the project reads lives in ``SCHEMA`` below, with its type, default, range and a
-one-line doc. Defaults are the paper's settings; every **[choice]** of the spec
-(``/work/shared/SGMA-SPEC.md``) is a key here with the spec's default.
+one-line doc. Defaults are the paper's settings; every **[choice]** of the spec is a key
+here with the spec's default.
 
-To add a key, add one ``Field`` to ``SCHEMA`` (and, if it relates to other keys, one
-``@_rule`` function below). Nothing else needs to change: loading, validation, override
-parsing, saving and the README table all follow the schema.
+The ``model`` sections (``model.backbone``, ``model.attention``, ``model.cropper``,
+``model.embedding``, ``model.center``), the model's own keys (``model.*``,
+``input.image_size``, ``input.global_size``) and ``loss`` are the arguments of the pieces
+they build, declared with them in ``sgma_keras.arguments``: a model option is added
+there. Any other key is one ``Field`` in ``SCHEMA`` (and, if it relates to other keys,
+one ``@_rule`` function below). Loading, validation, override parsing, saving and
+docs/CONFIG.md follow. Files of the first, flat layout are read through
+``sgma_keras.upgrade``.
 
-The values of ``data.source`` and ``model.backbone``, and what the checks need to know
+The values of ``data.source`` and ``model.backbone.name``, and what the checks need to know
 of each (required paths, feature channels), come from ``sgma_keras.registry``: a new
 data source or backbone is one registration there (docs/extending.md).
 
@@ -34,16 +39,21 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-import math
 import os
 import platform
 import sys
 from typing import Any, Callable, Iterable, Mapping
 
+from sgma_keras.arguments import LOSS, MODEL, NULLABLE_SECTIONS, SECTIONS, crop_fits_image
 from sgma_keras.atomic_io import write_text_atomic
 from sgma_keras.errors import UserError
+from sgma_keras.fields import PATH, Field
+from sgma_keras.fields import Invalid as _Invalid
+from sgma_keras.fields import num as _num
+from sgma_keras.fields import show as _show
 from sgma_keras.registry import BACKBONES, SOURCES
 from sgma_keras.text_input import MiB, read_text
+from sgma_keras.upgrade import upgrade_override, upgrade_run_config
 
 __all__ = [
     "PATH",
@@ -53,6 +63,7 @@ __all__ = [
     "load_config",
     "validate_config",
     "resolve_section",
+    "architecture_keys",
     "default_config",
     "parse_override",
     "apply_overrides",
@@ -62,9 +73,18 @@ __all__ = [
     "reference_markdown",
 ]
 
-PATH = "path"  # Field type marker: a filesystem path (a non-empty string)
 
 _MISSING = object()
+
+
+class Section(dict):
+    """A schema section: key -> Field or Section. `nullable`: `null` turns off what the
+    section builds (`model.center: null`); `doc`: its line in the reference."""
+
+    def __init__(self, fields, *, nullable=False, doc=""):
+        super().__init__(fields)
+        self.nullable = nullable
+        self.doc = doc
 
 
 class ConfigError(UserError):
@@ -77,168 +97,6 @@ class ConfigError(UserError):
         n = len(self.errors)
         head = f"invalid configuration{where} ({n} problem{'s' if n != 1 else ''}):"
         super().__init__("\n  - ".join([head, *self.errors]))
-
-
-class _Invalid(Exception):
-    pass
-
-
-def _show(value: Any) -> str:
-    """A value as the user wrote it (JSON), shortened."""
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _num(x: float) -> str:
-    return repr(x) if isinstance(x, float) and not x.is_integer() else f"{x:g}"
-
-
-class Field:
-    """One config value.
-
-    Args:
-      type: ``int``, ``float`` (JSON ints accepted, stored as float), ``bool``, ``str``,
-        ``PATH`` (a path string) or ``list`` (then ``item`` gives the item type and
-        ``length`` an optional fixed length; range limits apply to the items).
-      default: the default value; ``None`` makes the field nullable.
-      doc: one line for the README table.
-      choices: allowed values (an enum), or a function returning them (read at each use:
-        the names of a registry, which may grow after the schema is built).
-      min, max: inclusive bounds; gt, lt: exclusive bounds.
-      nullable: allow ``null`` (implied by a ``None`` default).
-      literals: extra string values accepted verbatim besides the type (e.g. "imagenet").
-      exists: "file" or "dir": when set (and path checks are on) the path must exist.
-      contains: files a ``dir`` path must hold.
-    """
-
-    def __init__(self, type, default, *, doc: str = "", choices=None, min=None, max=None,
-                 gt=None, lt=None, nullable: bool | None = None, literals=(), item=None,
-                 length: int | None = None, exists: str | None = None, contains=()):
-        if type not in (int, float, bool, str, PATH, list):
-            raise TypeError(f"unsupported Field type {type!r}")
-        if type is list and item not in (int, float, bool, str, PATH):
-            raise TypeError("a list Field needs item=int|float|bool|str|PATH")
-        if exists not in (None, "file", "dir"):
-            raise ValueError("exists must be None, 'file' or 'dir'")
-        self.type = type
-        self.doc = doc
-        self._choices = choices if callable(choices) or choices is None else tuple(choices)
-        self.min, self.max, self.gt, self.lt = min, max, gt, lt
-        self.nullable = (default is None) if nullable is None else bool(nullable)
-        self.literals = tuple(literals)
-        self.item = item
-        self.length = length
-        self.exists = exists
-        self.contains = tuple(contains)
-        try:
-            self.default = self.coerce(default)
-        except _Invalid as e:  # a schema bug: fail at import time
-            raise ValueError(f"Field default {default!r} is invalid: {e}") from None
-
-    @property
-    def choices(self) -> tuple | None:
-        return tuple(self._choices()) if callable(self._choices) else self._choices
-
-    # -- descriptions ------------------------------------------------------------------
-    def _range(self) -> str:
-        lo = hi = None
-        if self.min is not None or self.gt is not None:
-            lo = (self.min, "[") if self.min is not None else (self.gt, "(")
-        if self.max is not None or self.lt is not None:
-            hi = (self.max, "]") if self.max is not None else (self.lt, ")")
-        if lo and hi:
-            return f" in {lo[1]}{_num(lo[0])}, {_num(hi[0])}{hi[1]}"
-        if lo:
-            return f" {'>=' if lo[1] == '[' else '>'} {_num(lo[0])}"
-        if hi:
-            return f" {'<=' if hi[1] == ']' else '<'} {_num(hi[0])}"
-        return ""
-
-    _NOUNS = {int: ("an int", "ints"), float: ("a float", "floats"), bool: ("a bool", "bools"),
-              str: ("a string", "strings"), PATH: ("a path", "paths")}
-
-    def describe(self) -> str:
-        """What the field accepts, for error messages: 'an int >= 1', 'a float in (0, 1]'."""
-        if self.choices is not None:
-            base = "one of " + ", ".join(_show(c) for c in self.choices)
-        elif self.type is list:
-            n = f"{self.length} " if self.length is not None else ""
-            base = f"a list of {n}{self._NOUNS[self.item][1]}{self._range()}"
-        else:
-            base = self._NOUNS[self.type][0] + self._range()
-            if self.type is bool:
-                base += " (true or false)"
-        alts = [_show(x) for x in self.literals]
-        if self.nullable:
-            alts.append("null")
-        if alts:
-            base = (f"{base}, " if len(alts) > 1 else f"{base} or ") + \
-                ", ".join(alts[:-1]) + (" or " if len(alts) > 1 else "") + alts[-1]
-        return base
-
-    def type_markdown(self) -> str:
-        """Short type for the README table: 'int >= 1', 'enum: a \\| b', 'float \\| null'."""
-        if self.choices is not None:
-            text = "enum: " + " \\| ".join(f"`{c}`" for c in self.choices)
-        elif self.type is list:
-            n = f"[{self.length}]" if self.length is not None else "[]"
-            text = f"list{n} of {self._NOUNS[self.item][1]}{self._range()}"
-        else:
-            text = {int: "int", float: "float", bool: "bool", str: "str", PATH: "path"}[self.type]
-            text += self._range()
-        alts = [f"`{x}`" for x in self.literals] + (["null"] if self.nullable else [])
-        return " \\| ".join([text, *alts])
-
-    # -- validation --------------------------------------------------------------------
-    def _scalar(self, value, type_):
-        if type_ is bool:
-            ok = isinstance(value, bool)
-        elif type_ is int:
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif type_ is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
-                and math.isfinite(value)
-            if ok:
-                value = float(value)
-        else:  # str, PATH
-            ok = isinstance(value, str) and value.strip() != ""
-        if not ok:
-            raise _Invalid()
-        if type_ in (int, float):
-            if ((self.min is not None and value < self.min)
-                    or (self.max is not None and value > self.max)
-                    or (self.gt is not None and value <= self.gt)
-                    or (self.lt is not None and value >= self.lt)):
-                raise _Invalid()
-        return value
-
-    def coerce(self, value):
-        """Return the normalised value, or raise _Invalid with a message."""
-        if value is None and self.nullable:
-            return None
-        if isinstance(value, str) and value in self.literals:
-            return value
-        try:
-            if self.type is list:
-                if not isinstance(value, list) or (
-                        self.length is not None and len(value) != self.length):
-                    raise _Invalid()
-                out = [self._scalar(v, self.item) for v in value]
-            else:
-                out = self._scalar(value, self.type)
-            if self.choices is not None and out not in self.choices:
-                raise _Invalid()
-        except _Invalid:
-            msg = f"expected {self.describe()}, got {_show(value)}"
-            if self.choices is not None and isinstance(value, str):
-                close = difflib.get_close_matches(value, [str(c) for c in self.choices], n=1)
-                if close:
-                    msg += f" (did you mean {_show(close[0])}?)"
-            raise _Invalid(msg) from None
-        return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -361,12 +219,8 @@ SCHEMA: dict[str, Any] = {
         },
     },
     "input": {
-        "image_size": Field(int, 448, min=32, doc="global input side in pixels [paper: 448]"),
-        "local_size": Field(int, 224, min=16, doc="zoomed part input side in pixels [paper: 224]"),
-        "global_size": Field(int, None, min=8,
-                             doc="side of the global branch's view, the image average-pooled "
-                                 "by an integer factor; null: image_size [paper: 448]; parts "
-                                 "are always sampled from the full image [choice]"),
+        "image_size": MODEL.fields["image_size"],
+        "global_size": MODEL.fields["global_size"],
         "batch_size": Field(int, 32, min=1, doc="training batch size [paper: 32]"),
         "cache": Field(bool, False, doc="cache decoded, resized images in memory"),
         "deterministic": Field(bool, False, doc="deterministic input pipeline order (slower)"),
@@ -378,134 +232,17 @@ SCHEMA: dict[str, Any] = {
                                   doc="brightness/contrast/saturation jitter strength (0: off)"),
         },
     },
+    # Each section of `model` is the arguments of the piece it builds, declared with
+    # the piece (sgma_keras.arguments); the other keys are the model's own.
     "model": {
-        "backbone": Field(str, "vgg19", choices=BACKBONES.names,
-                          doc="CNN of every branch [paper: vgg19]; `tiny`: small scratch CNN "
-                              "for demos and tests"),
-        "weights": Field(PATH, "imagenet", nullable=True, literals=("imagenet",), exists="file",
-                         doc="backbone initial weights: `imagenet`, null (random) or a weights "
-                             "file [choice: imagenet, fine-tuned]"),
-        "feature_layer": Field(str, None,
-                               doc="backbone layer giving the feature map F; null: the "
-                                   "backbone's last conv block before pooling (vgg19: "
-                                   "block5_conv4) [choice]"),
-        "tiny_width": Field(int, 32, min=4, doc="base channel width of the tiny backbone"),
-        "num_parts": Field(int, 2, min=1, doc="K, the number of attention parts, at most the "
-                                                "backbone's feature channels [paper: 2]"),
-        "part_mode": Field(str, "attention", choices=("attention", "random", "none"),
-                           doc="part boxes from the attention subnet, random boxes "
-                               "(ablation), or none (global branch only)"),
-        "share_part_backbones": Field(bool, False,
-                                      doc="share backbones between branches instead of one "
-                                          "per branch [paper: separate]"),
-        "separate_attention_backbone": Field(bool, False,
-                                             doc="own backbone for the attention subnet instead "
-                                                 "of the global branch's [choice]"),
-        "attention_reduction": Field(int, 16, min=1,
-                                     doc="channel reduction r of the attention FC layers "
-                                         "(hidden width C/r)"),
-        "attention_normalize": Field(bool, True,
-                                     doc="divide each attention map's weighted channel sum "
-                                         "by the sum of its weights [choice, not the paper's: "
-                                         "its plain weighted sum (false) of 512 ReLU channels "
-                                         "saturates the sigmoid at 1, leaving the map no "
-                                         "gradient]"),
-        "cnet_hidden": Field(int, 128, min=1,
-                             doc="hidden units of f_CNet (map -> box) [choice: the paper "
-                                 "states two dense layers, not their width]"),
-        "min_side": Field(float, 0.25, gt=0, max=1,
-                          doc="smallest part box side, share of the image side [choice]"),
-        "max_side": Field(float, 0.6, gt=0, max=1,
-                          doc="largest part box side, share of the image side [choice]"),
-        "boxcar_steepness": Field(float, 10.0, gt=0,
-                                  doc="k of the boxcar h(z) = 1/(1+exp(-kz)), z in "
-                                      "input-image pixels [paper: 10]; with boxcar_mask_at="
-                                      "margin an edge sharper than one output sample is "
-                                      "widened to one sample"),
-        "peak_temperature": Field(float, 0.05, gt=0,
-                                  doc="softmax temperature locating attention peaks (the box "
-                                      "anchor of box_anchor `peak`) [choice: not in the paper]"),
-        "boxcar_mask_at": Field(str, "margin", choices=("margin", "input_pixels", "sample_points"),
-                                doc="where the boxcar mask V is evaluated. margin: at the "
-                                    "sample points of a grid that extends boxcar_margin past "
-                                    "the box, each sample the mean of the image over its cell, "
-                                    "V's edge at least one output sample wide: the box "
-                                    "gradient is resolved at sub-pixel scale and sees just "
-                                    "outside the box (benchmarks/crop_gradient.py). "
-                                    "input_pixels: at the input pixels the sampler reads "
-                                    "(a 0.2 px edge: the box gradient flips as the box moves "
-                                    "by a fraction of a pixel). sample_points: at the sample "
-                                    "points of a grid spanning the box (files saved before "
-                                    "this key existed) [choice]"),
-        "boxcar_margin": Field(float, 0.125, min=0, max=1,
-                               doc="boxcar_mask_at=margin: the grid's margin past each box "
-                                   "edge, share of the box side (0.125: the box fills the "
-                                   "central 80% of the part image) [choice]"),
-        "box_anchor": Field(str, "peak", choices=("peak", "cnet"),
-                            doc="box centre: the soft peak of its map moved by f_CNet's "
-                                "offset, or f_CNet's prediction from the map alone (the "
-                                "paper) [choice, not the paper's: on the built-in toy set an "
-                                "untrained f_CNet put every box in one place, localisation "
-                                "14% at init against 45%, docs/ablation/options.md]"),
-        "map_losses_reach_backbone": Field(bool, False,
-                                           doc="false: stop the gradient of the feature map "
-                                               "into the attention subnet, so L_cpt + L_div "
-                                               "(and the boxes' path) train it alone, not "
-                                               "the backbone [choice, not the paper's, which "
-                                               "trains everything jointly: +9.7 +/- 4.9 "
-                                               "points of validation score on the built-in "
-                                               "toy set, docs/ablation/options.md]"),
-        "boxcar_steepness_unit": Field(str, "pixel", choices=("pixel", "relative"),
-                                       doc="unit of z in the boxcar h(kz): input-image "
-                                           "pixels (k=10: a 0.2 px edge) or the image side "
-                                           "(k=10: an edge a tenth of the image) [choice: the "
-                                           "paper does not state it; `relative` scored -1.9 +/- "
-                                           "6.7 on the built-in toy set]"),
-        "peak_gradient_temperature": Field(float, None, gt=0, nullable=True,
-                                           doc="straight-through soft-argmax: the box sits "
-                                               "on the sharp peak, its gradient to the map "
-                                               "is that of softmax(M / this); null: off, "
-                                               "the gradient of the sharp peak itself "
-                                               "[choice: not in the paper; off scored +10.0 "
-                                               "+/- 3.1 on the built-in toy set, "
-                                               "docs/ablation/options.md]"),
-        "embedding": {
-            "normalize": Field(bool, False,
-                               doc="L2-normalise theta and phi, scaled score (NormFace) "
-                                   "[choice: off]"),
-            "scale": Field(float, 16.0, gt=0, doc="score scale when normalize is on"),
-            "learn_scale": Field(bool, True, doc="learn that scale (initial value: scale)"),
-        },
-        "center": {
-            "enabled": Field(bool, True, doc="class-center branch (L_cct and center score)"),
-            "latent_dim": Field(int, 256, min=1, doc="class-center latent space dimension"),
-            "ridge_lambda": Field(float, 1.0, min=0,
-                                  doc="ridge lambda building unseen centres from seen ones"),
-        },
-        "gamma_cc": Field(float, None, min=0, nullable=True,
-                          doc="weight of the class-center head in the fused score, each "
-                              "head divided by its spread on the validation images; null: "
-                              "chosen on the validation classes from 0, 0.25, 0.5, 1, 2, "
-                              "4, 16 (training runs at 1 on unscaled heads) [choice]"),
+        **{key: MODEL.fields[key] for key in MODEL.names
+           if key not in ("image_size", "global_size")},
+        **{name: Section(arguments.section(), nullable=name in NULLABLE_SECTIONS,
+                         doc=f"the arguments of {arguments.owner}"
+                             + ("; null: no class-center branch" if name == "center" else ""))
+           for name, (arguments, _) in SECTIONS.items()},
     },
-    "loss": {
-        "cpt_weight": Field(float, 1.0, min=0,
-                            doc="weight of L_cpt (compactness), per part [choice]"),
-        "div_weight": Field(float, 1.0, min=0,
-                            doc="lambda: weight of L_div (diversity) [choice: the paper tuned "
-                                "lambda, alpha and beta on validation and does not state them]"),
-        "cls_weight": Field(float, 1.0, min=0, doc="alpha: weight of L_cls (softmax) [choice]"),
-        "cct_weight": Field(float, 1.0, min=0,
-                            doc="beta: weight of L_cct (class-center triplet) [choice]"),
-        "div_margin": Field(float, 0.2, min=0, doc="margin of L_div [paper: 0.2]"),
-        "cct_margin": Field(float, 0.8, min=0, doc="margin of L_cct [paper: 0.8]"),
-        "cpt_sigma": Field(float, 1.0, gt=0,
-                           doc="width of L_cpt's ideal Gaussian map, in feature-map cells "
-                               "[choice]"),
-        "div_reduction": Field(str, "sum", choices=("sum", "mean"),
-                               doc="L_div over map positions: `sum` [paper] or `mean` (the sum "
-                                   "divided by h*w, independent of the map size)"),
-    },
+    "loss": LOSS.section(),
     "train": {
         "optimizer": Field(str, "sgd", choices=("sgd", "adam"), doc="optimizer [paper: sgd]"),
         "learning_rate": Field(float, 0.05, gt=0, doc="initial learning rate [paper: 0.05]"),
@@ -607,27 +344,6 @@ def _run_name(name):
                 f"without '/', '\\' or '..'; got {_show(name)}")
 
 
-@_rule("model.min_side", "model.max_side")
-def _side_order(min_side, max_side):
-    if min_side > max_side:
-        return (f"model.min_side: must be <= model.max_side, got {_num(min_side)} > "
-                f"{_num(max_side)}")
-
-
-@_rule("input.local_size", "input.image_size")
-def _local_size(local_size, image_size):
-    if local_size > image_size:
-        return (f"input.local_size: must be <= input.image_size, got {local_size} > "
-                f"{image_size}")
-
-
-@_rule("input.global_size", "input.image_size")
-def _global_size(global_size, image_size):
-    if global_size is not None and image_size % global_size:
-        return (f"input.global_size: must divide input.image_size ({image_size}) so the "
-                f"global view is an exact average pooling, got {global_size}")
-
-
 @_rule("data.builtin.num_unseen", "data.builtin.num_classes")
 def _builtin_unseen(num_unseen, num_classes):
     if num_unseen >= num_classes:
@@ -642,27 +358,39 @@ def _min_lr(min_lr, learning_rate):
                 f"{_num(learning_rate)}")
 
 
+# The rules the model's pieces apply to their own arguments (sgma_keras.arguments), run
+# on their sections; their messages start with the argument, prefixed here by its path.
+def _section_rules(arguments, prefix):
+    for keys, fn in arguments.rules:
+        def run(*values, fn=fn):
+            message = fn(*values)
+            return f"{prefix}{message}" if message else None
+        _RULES.append((tuple(f"{prefix}{key}" for key in keys), run))
+
+
+for _name, (_arguments, _) in SECTIONS.items():
+    _section_rules(_arguments, f"model.{_name}.")
+_section_rules(MODEL, "input.")  # global_size | image_size
+_rule("model.cropper.output_size", "input.image_size")(
+    lambda output_size, image_size: (
+        None if crop_fits_image(output_size, image_size) is None
+        else f"model.cropper.{crop_fits_image(output_size, image_size)}"))
+
+
 # Each attention part is a group of the backbone's feature channels (a count registered
-# with the backbone, possibly a function of the model section). The whole section is
-# passed, so the rule is skipped while any model key is invalid.
-@_rule("model.num_parts", "model.part_mode", "model.backbone", "model.feature_layer", "model")
-def _parts_per_channel(num_parts, part_mode, backbone, feature_layer, model):
-    entry = BACKBONES.get(backbone)
-    if part_mode != "attention" or (feature_layer is not None and entry.tappable):
+# with the backbone, possibly a function of the backbone section). The whole section is
+# passed, so the rule is skipped while any of its keys is invalid.
+@_rule("model.num_parts", "model.cropper.box_source", "model.backbone")
+def _parts_per_channel(num_parts, box_source, backbone):
+    entry = BACKBONES.get(backbone["name"])
+    if box_source != "attention" or (backbone["feature_layer"] is not None and entry.tappable):
         return None  # random boxes need no channels; another tap's width is unknown here
-    channels = entry.channels(model) if callable(entry.channels) else entry.channels
+    channels = entry.channels(backbone) if callable(entry.channels) else entry.channels
     if channels is not None and num_parts > channels:
-        where = entry.channels_note.format(**model)
+        where = entry.channels_note.format(**backbone)
         return (f"model.num_parts: each part is a group of the backbone's feature "
-                f"channels, and {backbone} has {channels} ({where}); got {num_parts} parts: "
-                f"expected at most {channels}")
-
-
-@_rule("model.backbone", "model.weights")
-def _imagenet_weights(backbone, weights):
-    if weights == "imagenet" and not BACKBONES.get(backbone).imagenet:
-        return (f"model.weights: the {backbone} backbone has no ImageNet weights; set "
-                "model.weights to null or a weights file")
+                f"channels, and {backbone['name']} has {channels} ({where}); got {num_parts} "
+                f"parts: expected at most {channels}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -798,36 +526,37 @@ def apply_overrides(raw: Mapping, overrides: Iterable[str], schema: Mapping | No
         overrides = [overrides]
     for item in overrides:
         try:
-            key, value = parse_override(item)
+            parsed = parse_override(item)
         except ConfigError as e:
             errors.extend(e.errors)
             continue
-        parts = key.split(".")
-        if any(not p for p in parts):
-            errors.append(f"override {item!r}: malformed key {key!r}")
-            continue
-        spec: Any = schema
-        for i, part in enumerate(parts):
-            if not isinstance(spec, Mapping):
-                errors.append(f"{'.'.join(parts[:i])}: is a value, not a section, so "
-                              f"{key!r} does not exist (override {item!r})")
-                break
-            if part not in spec and not part.startswith("_"):
-                errors.append(f"{'.'.join(parts[:i + 1])}: unknown key"
-                              f"{_suggest(part, spec, schema)} (override {item!r})")
-                break
-            spec = spec.get(part)
-        else:
-            node = raw
-            for part in parts[:-1]:
-                if not isinstance(node.get(part), dict):
-                    node[part] = {}
-                node = node[part]
-            last = parts[-1]
-            if isinstance(value, Mapping) and isinstance(node.get(last), Mapping):
-                node[last] = _deep_merge(node[last], value)
+        for key, value in upgrade_override(*parsed):
+            parts = key.split(".")
+            if any(not p for p in parts):
+                errors.append(f"override {item!r}: malformed key {key!r}")
+                continue
+            spec: Any = schema
+            for i, part in enumerate(parts):
+                if not isinstance(spec, Mapping):
+                    errors.append(f"{'.'.join(parts[:i])}: is a value, not a section, so "
+                                  f"{key!r} does not exist (override {item!r})")
+                    break
+                if part not in spec and not part.startswith("_"):
+                    errors.append(f"{'.'.join(parts[:i + 1])}: unknown key"
+                                  f"{_suggest(part, spec, schema)} (override {item!r})")
+                    break
+                spec = spec.get(part)
             else:
-                node[last] = value
+                node = raw
+                for part in parts[:-1]:
+                    if not isinstance(node.get(part), dict):
+                        node[part] = {}
+                    node = node[part]
+                last = parts[-1]
+                if isinstance(value, Mapping) and isinstance(node.get(last), Mapping):
+                    node[last] = _deep_merge(node[last], value)
+                else:
+                    node[last] = value
     if own and errors:
         raise ConfigError(errors)
     return raw
@@ -847,6 +576,9 @@ def _resolve(raw: Any, schema: Mapping, prefix: str, errors: list[str], bad: set
         path = f"{prefix}{key}"
         value = raw.get(key, _MISSING)
         if isinstance(spec, Mapping):
+            if value is None and getattr(spec, "nullable", False):
+                out[key] = None
+                continue
             if value is _MISSING:
                 value = {}
             elif not isinstance(value, Mapping):
@@ -931,7 +663,10 @@ def validate_config(raw: Mapping, *, check_paths: bool = True, schema: Mapping |
         if any(_lookup(schema, k) is _MISSING or any(b == k or b.startswith(k + ".")
                                                      for b in bad) for k in keys):
             continue
-        msg = fn(*(_lookup(cfg, k) for k in keys))
+        values = [_lookup(cfg, k) for k in keys]
+        if any(v is _MISSING for v in values):
+            continue  # in a section turned off (null)
+        msg = fn(*values)
         if msg:
             errors.append(msg)
     if check_paths:
@@ -1026,6 +761,7 @@ def load_config(path: str | os.PathLike | None, overrides: Iterable[str] = (), *
     if not isinstance(raw, Mapping):
         errors.append(f"top level: expected a JSON object, got {_show(raw)}")
         raw = {}
+    raw = upgrade_run_config(raw, source)
     raw = apply_overrides(raw, overrides, schema, errors)
     return validate_config(raw, check_paths=check_paths, schema=schema, source=source,
                            _errors=errors)
@@ -1041,6 +777,14 @@ def resolve_section(name: str, values: Mapping | None, *, check_paths: bool = Fa
     if values is not None and not isinstance(values, Mapping):
         raise ConfigError(f"{name}: expected a section (JSON object), got {_show(values)}")
     return validate_config({name: dict(values or {})}, check_paths=check_paths)[name]
+
+
+def architecture_keys(schema: Mapping | None = None) -> frozenset:
+    """The keys whose value shapes the trained weights (`Field(architecture=True)`): a
+    saved model of another value is another model, and a run folder never continues
+    under a change of one."""
+    schema = SCHEMA if schema is None else schema
+    return frozenset(path for path, field in _iter_fields(schema) if field.architecture)
 
 
 def default_config() -> dict:
@@ -1097,10 +841,21 @@ def schema_markdown(schema: Mapping | None = None) -> str:
     """The schema as a Markdown table: key, type, default, description."""
     schema = SCHEMA if schema is None else schema
     rows = ["| Key | Type | Default | Description |", "| --- | --- | --- | --- |"]
-    for path, field in _iter_fields(schema):
-        default = json.dumps(field.default).replace("|", "\\|")
-        doc = field.doc.replace("|", "\\|")
-        rows.append(f"| `{path}` | {field.type_markdown()} | `{default}` | {doc} |")
+
+    def walk(section, prefix):
+        for key, spec in section.items():
+            path = f"{prefix}{key}"
+            if isinstance(spec, Mapping):
+                if getattr(spec, "doc", ""):
+                    kind = "section \\| null" if spec.nullable else "section"
+                    rows.append(f"| `{path}` | {kind} | | {spec.doc} |")
+                walk(spec, path + ".")
+                continue
+            default = json.dumps(spec.default).replace("|", "\\|")
+            doc = spec.doc.replace("|", "\\|")
+            rows.append(f"| `{path}` | {spec.type_markdown()} | `{default}` | {doc} |")
+
+    walk(schema, "")
     return "\n".join(rows) + "\n"
 
 
@@ -1108,7 +863,8 @@ def reference_markdown() -> str:
     """docs/CONFIG.md: a header and the schema table (a test keeps the file equal to it)."""
     return (
         "# Configuration reference\n\n"
-        "Generated from `sgma_keras/config.py` (the one place keys are declared) by "
+        "Generated from `sgma_keras/config.py` and, for the model's sections (each the "
+        "arguments of the layer it builds), `sgma_keras/arguments.py`, by "
         "`python -m sgma_keras.workflow.cli config --markdown > docs/CONFIG.md`. Keys starting "
         "with `_` are comments. `[paper]` marks the paper's setting, `[choice]` our default "
         "where the paper is silent, `[choice, not the paper's: ...]` a default that departs "

@@ -1,6 +1,15 @@
-"""The SGMA model: global branch, K attention-guided part branches, two heads."""
+"""The SGMA model: global branch, K attention-guided part branches, two heads.
 
+`SGMA` is composed of built pieces (backbones, `MultiAttention`, `PartCropper`,
+`SemanticEmbedding`, `ClassCenterHead`), as a KerasHub task takes its backbone; it
+saves them as nested Keras objects. `make_sgma` builds those pieces from the config's
+model sections (`sgma_keras.arguments`), whose keys are the pieces' arguments.
+"""
+
+import copy
+import json
 import logging
+import types
 
 import keras
 import numpy as np
@@ -9,15 +18,15 @@ from keras import ops
 from sgma_keras import losses
 from sgma_keras import metrics  # noqa: F401  (registers the metrics a compiled SGMA saves)
 from sgma_keras import semantics as semantics_lib
+from sgma_keras import upgrade
+from sgma_keras.arguments import BACKBONE, LOSS, MODEL, crop_fits_image
 from sgma_keras.backbones import make_backbone
 from sgma_keras.layers import ClassCenterHead, MultiAttention, PartCropper, SemanticEmbedding
 from sgma_keras.layers.class_center import match_rows
 from sgma_keras.layers.semantic_embedding import as_semantic_matrix
-from sgma_keras.registry import BACKBONES
 
 log = logging.getLogger("sgma_keras")
 
-PART_MODES = ("attention", "random", "none")
 LOSS_TERMS = ("loss_cpt", "loss_div", "loss_cls", "loss_cct")
 
 # What each training stage of the model trains (attribute names of its sub-networks;
@@ -28,55 +37,11 @@ MODEL_STAGES = {
     "joint": {"trains": None, "losses": LOSS_TERMS},
 }
 
-# SGMA argument -> argument of the layer that takes it. The model builds its layers
-# from this table, and `tests/test_build.py` checks that every layer argument is
-# either here or in LAYER_INTERNAL_ARGS, so no layer option is out of a config's reach.
-LAYER_ARGS = {
-    "MultiAttention": {
-        "num_parts": "num_parts",
-        "attention_reduction": "reduction",
-        "attention_normalize": "normalize",
-    },
-    "PartCropper": {
-        "num_parts": "num_parts",
-        "local_size": "output_size",
-        "cnet_hidden": "hidden_units",
-        "min_side": "min_side",
-        "max_side": "max_side",
-        "boxcar_steepness": "steepness",
-        "peak_temperature": "peak_temperature",
-        "boxcar_mask_at": "mask_at",
-        "boxcar_margin": "margin",
-        "box_anchor": "anchor",
-        "boxcar_steepness_unit": "steepness_unit",
-        "peak_gradient_temperature": "peak_gradient_temperature",
-        "part_mode": "box_source",
-        "seed": "seed",
-    },
-    "SemanticEmbedding": {
-        "semantics": "semantics",
-        "embedding_normalize": "normalize",
-        "embedding_scale": "scale",
-        "embedding_learn_scale": "learn_scale",
-    },
-    "ClassCenterHead": {
-        "seen_semantics": "seen_semantics",
-        "semantics": "semantics",
-        "latent_dim": "latent_dim",
-        "ridge_lambda": "ridge_lambda",
-    },
-}
-# Layer arguments set by the model itself, not by an SGMA argument.
-LAYER_INTERNAL_ARGS = {
-    "ImagePreprocessing": {"mode": "follows the backbone (caffe for VGG/ResNet)"},
-}
+# The built pieces an SGMA holds (constructor arguments and attributes alike).
+PIECES = ("global_backbone", "attention_backbone", "multi_attention", "cropper",
+          "embedding", "center_head")
 
-_LAYERS = {
-    "MultiAttention": MultiAttention,
-    "PartCropper": PartCropper,
-    "SemanticEmbedding": SemanticEmbedding,
-    "ClassCenterHead": ClassCenterHead,
-}
+_EMPTY = types.MappingProxyType({})
 
 
 @keras.saving.register_keras_serializable(package="sgma_keras")
@@ -84,8 +49,8 @@ class SGMA(keras.Model):
     """Semantic-Guided Multi-Attention localization for zero-shot learning.
 
     Input: a batch of RGB images, pixels in [0, 255], `image_size` square.
-    Labels (for `fit`/`evaluate`): global class ids, rows of `semantics`;
-    training labels must be seen classes.
+    Labels (for `fit`/`evaluate`): global class ids, rows of the embedding's
+    `semantics`; training labels must be seen classes.
 
     Output: a dict with
     - `scores` (B, num_classes): the fused score `s_y / a + gamma_cc <u, C_y> / b`
@@ -93,302 +58,153 @@ class SGMA(keras.Model):
       warm-up stage or without the class-center branch);
     - `embedding_scores`, `center_scores` (B, num_classes): the two heads;
     - `latent` (B, latent_dim): normalised class-center features `u_hat`;
-    - `attention_maps` (B, h, w, K) (part_mode "attention");
+    - `attention_maps` (B, h, w, K) (boxes from attention);
     - `boxes` (B, K, 3): part squares `(t_x, t_y, t_s)` relative to the image
-      (part_mode "attention" and "random").
+      (with parts).
 
     `fit()` trains with `L = sum_i [L_cpt + lambda L_div] + alpha L_cls +
     beta L_cct` computed in `compute_loss`; the logs carry each term
     (`loss_cpt`, `loss_div`, `loss_cls`, `loss_cct`, unweighted).
 
+    `make_sgma` builds one from config sections; the pieces are:
+
     Args:
-        semantics: (num_classes, dim) class semantic matrix (all classes).
-        seen_classes: ids of the training classes (rows of `semantics`).
+        global_backbone: the CNN of the global branch (`make_backbone`, at
+            `global_size`), images in [0, 255] -> (B, h, w, C) features.
+        embedding: the `SemanticEmbedding` head; its `semantics` are the class set
+            scored (stored form, see `semantics_transform`).
+        seen_classes: ids of the training classes (rows of the semantics).
         image_size: side of the input image (the parts are sampled from it).
-        local_size: side of the zoomed part images.
         global_size: side of the global branch's view of the image (default
-            `image_size`; must divide it). A smaller view (the image average-
-            pooled by `image_size // global_size`) saves compute where the
-            parts, sampled at full resolution, carry the fine detail.
-        backbone: a name in `sgma_keras.registry.BACKBONES`: "vgg19",
-            "resnet50", "resnet101", "tiny" or one registered with
-            `register_backbone`.
-        weights: backbone weights: None, "imagenet" or a file path.
-        feature_layer: backbone layer tapped for the feature map.
-        tiny_width: width of the tiny backbone.
-        num_parts: K, number of attention maps and parts (>= 1).
-        part_mode: "attention" (SGMA), "random" (random boxes) or "none"
-            (global branch only).
-        share_part_backbones: one backbone for all parts instead of K.
-        separate_attention_backbone: a fourth backbone for the attention maps
-            instead of the global branch's.
-        attention_reduction, attention_normalize: see `MultiAttention`.
-        cnet_hidden, min_side, max_side, boxcar_steepness, peak_temperature:
-            see `PartCropper`.
-        boxcar_mask_at, boxcar_margin, boxcar_steepness_unit,
-            peak_gradient_temperature, box_anchor: `PartCropper`'s `mask_at`,
-            `margin`, `steepness_unit`, `peak_gradient_temperature` and `anchor`.
-        map_losses_reach_backbone: False stops the gradient of the feature
-            map into `MultiAttention`: the map losses (and the boxes' path)
-            train the attention subnet only, not the backbone under it.
-        embedding_normalize, embedding_scale, embedding_learn_scale: see
-            `SemanticEmbedding`.
-        center_enabled: use the class-center branch (loss and score).
-        latent_dim, ridge_lambda: see `ClassCenterHead`.
-        gamma_cc: weight of the class-center head in the fused score
-            (`fuse_scores`); training chooses it on the validation classes.
-        head_scales: (embedding, class-center) divisors of each head in the
-            fused score; (1, 1) is the paper's sum. Training sets them to each
-            head's spread on the validation images, with `gamma_cc`.
-        cpt_weight, div_weight, cls_weight, cct_weight: loss weights (the
-            compactness weight multiplies the per-part sum; `div_weight` is
-            lambda, `cls_weight` alpha, `cct_weight` beta).
-        div_margin, cct_margin: loss margins (0.2 and 0.8).
-        cpt_sigma: width of the ideal Gaussian map, in map cells.
-        div_reduction: "sum" (paper) or "mean" over map positions.
+            `image_size`; must divide it): the image average-pooled by
+            `image_size // global_size`.
+        part_backbones: one CNN per part (or one shared by all), at the cropper's
+            `output_size`; empty without parts.
+        attention_backbone: a CNN of its own for the attention maps, or None (the
+            global branch's).
+        multi_attention: the `MultiAttention` layer (boxes from attention), or None.
+        cropper: the `PartCropper`, or None (the global branch alone).
+        center_head: the `ClassCenterHead`, or None (no class-center branch).
+        map_losses_reach_backbone: False stops the gradient of the feature map
+            into `multi_attention`: the map losses (and the boxes' path) train the
+            attention subnet only, not the backbone under it.
+        loss: the loss settings (`sgma_keras.arguments.LOSS`; missing: defaults).
+        gamma_cc: weight of the class-center head in the fused score.
+        head_scales: (embedding, class-center) divisors of each head in the fused
+            score; (1, 1) is the paper's sum. Training sets them to each head's
+            spread on the validation images, with `gamma_cc`.
         seen_semantics: semantics of the training classes, in centre order;
-            default `semantics[seen_classes]` (set on reload after
-            `set_class_semantics`).
-        seed: seed of the random boxes.
-        class_names: one name per row of `semantics` (default `class_000`, ...).
-        calibration: the calibrated-stacking constant chosen on validation (subtracted
-            from the scores of the seen classes in calibrated GZSL), or None when
-            none was chosen. Training stores it in `best.keras`.
-        calibration_classes: ids of the classes GZSL counts as seen (the constant is
-            subtracted from their scores; ZSL ranks the others). Default: the
-            training classes. Training stores the dataset's seen classes (training
-            and validation classes), as evaluation counts them.
+            default `semantics[seen_classes]`.
+        class_names: one name per class (default `class_000`, ...).
+        calibration: the calibrated-stacking constant chosen on validation, or None.
+        calibration_classes: ids of the classes GZSL counts as seen (default: the
+            training classes).
         semantics_transform: what the data pipeline did to the raw class vectors
-            before training (`sgma_keras.semantics.TRANSFORMS`: "l2" scales each to
-            unit norm, None keeps them as given). `semantics` and `seen_semantics` are
-            the transformed (stored) vectors; vectors given later
-            (`set_class_semantics`, `add_classes`) are raw and get the transform.
-            A file saved without it loads with the transform its stored rows show
-            (`sgma_keras.semantics.infer_transform`).
+            (`sgma_keras.semantics.TRANSFORMS`); vectors given later
+            (`set_class_semantics`, `add_classes`) are raw and get it.
+        backbone: the `make_backbone` arguments the backbones were built with
+            (`model.backbone`), kept for reports and config checks.
     """
 
     def __init__(
         self,
-        semantics,
-        seen_classes,
+        global_backbone,
+        embedding,
+        seen_classes=None,
+        *,
         image_size=448,
-        local_size=224,
         global_size=None,
-        backbone="vgg19",
-        weights="imagenet",
-        feature_layer=None,
-        tiny_width=32,
-        num_parts=2,
-        part_mode="attention",
-        share_part_backbones=False,
-        separate_attention_backbone=False,
-        attention_reduction=16,
-        attention_normalize=True,
-        cnet_hidden=128,
-        min_side=0.25,
-        max_side=0.6,
-        boxcar_steepness=10.0,
-        peak_temperature=0.05,
-        embedding_normalize=False,
-        embedding_scale=16.0,
-        embedding_learn_scale=True,
-        center_enabled=True,
-        latent_dim=256,
-        ridge_lambda=1.0,
-        gamma_cc=1.0,
-        cpt_weight=1.0,
-        div_weight=1.0,
-        cls_weight=1.0,
-        cct_weight=1.0,
-        div_margin=0.2,
-        cct_margin=0.8,
-        cpt_sigma=1.0,
-        div_reduction="sum",
-        seen_semantics=None,
-        seed=None,
-        boxcar_steepness_unit="pixel",
-        peak_gradient_temperature=None,
-        boxcar_mask_at="margin",
-        boxcar_margin=0.125,
-        box_anchor="peak",
+        part_backbones=(),
+        attention_backbone=None,
+        multi_attention=None,
+        cropper=None,
+        center_head=None,
         map_losses_reach_backbone=False,
+        loss=None,
+        gamma_cc=1.0,
+        head_scales=(1.0, 1.0),
+        seen_semantics=None,
         class_names=None,
         calibration=None,
         calibration_classes=None,
-        head_scales=(1.0, 1.0),
         semantics_transform=None,
+        backbone=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        # The constructor arguments, as get_config returns them (the class set is
-        # read back from the layers, since set_class_semantics changes it).
-        self._args = dict(
-            image_size=int(image_size),
-            local_size=int(local_size),
-            global_size=None if global_size is None else int(global_size),
-            backbone=backbone,
-            weights=None,  # the trained weights travel with the saved model
-            feature_layer=feature_layer,
-            tiny_width=int(tiny_width),
-            num_parts=int(num_parts),
-            part_mode=part_mode,
-            share_part_backbones=bool(share_part_backbones),
-            separate_attention_backbone=bool(separate_attention_backbone),
-            attention_reduction=int(attention_reduction),
-            attention_normalize=bool(attention_normalize),
-            cnet_hidden=int(cnet_hidden),
-            min_side=float(min_side),
-            max_side=float(max_side),
-            boxcar_steepness=float(boxcar_steepness),
-            peak_temperature=float(peak_temperature),
-            boxcar_mask_at=boxcar_mask_at,
-            boxcar_margin=float(boxcar_margin),
-            box_anchor=box_anchor,
-            map_losses_reach_backbone=bool(map_losses_reach_backbone),
-            boxcar_steepness_unit=boxcar_steepness_unit,
-            peak_gradient_temperature=(
-                None if peak_gradient_temperature is None else float(peak_gradient_temperature)
-            ),
-            embedding_normalize=bool(embedding_normalize),
-            embedding_scale=float(embedding_scale),
-            embedding_learn_scale=bool(embedding_learn_scale),
-            center_enabled=bool(center_enabled),
-            latent_dim=int(latent_dim),
-            ridge_lambda=float(ridge_lambda),
-            gamma_cc=float(gamma_cc),
-            cpt_weight=float(cpt_weight),
-            div_weight=float(div_weight),
-            cls_weight=float(cls_weight),
-            cct_weight=float(cct_weight),
-            div_margin=float(div_margin),
-            cct_margin=float(cct_margin),
-            cpt_sigma=float(cpt_sigma),
-            div_reduction=div_reduction,
-            seed=seed,
-            semantics_transform=semantics_transform,
-        )
-        semantics = as_semantic_matrix(semantics, owner="SGMA")
+        settings = MODEL.check(dict(image_size=image_size, global_size=global_size,
+                                    map_losses_reach_backbone=map_losses_reach_backbone))
+        self.image_size = settings["image_size"]
+        self.global_size = settings["global_size"] or self.image_size
+        self.map_losses_reach_backbone = settings["map_losses_reach_backbone"]
+        self.loss_settings = {**LOSS.defaults(), **LOSS.check(dict(loss or {}))}
+        self.backbone = None if backbone is None else dict(backbone)
+        self.global_backbone = global_backbone
+        self.attention_backbone = attention_backbone
+        self.multi_attention = multi_attention
+        self.cropper = cropper
+        self.part_backbones = list(part_backbones)
+        self.embedding = embedding
+        self.center_head = center_head
+        self._check_pieces()
+        semantics = embedding.semantics
         seen = None if seen_classes is None else np.asarray(seen_classes, dtype="int64")
-        global_size = image_size if global_size is None else global_size
-        self._check_args(semantics, seen, seen_semantics, image_size, local_size, global_size,
-                         backbone, num_parts, part_mode, div_reduction)
+        _check_seen(semantics, seen, seen_semantics)
+        if seen_semantics is None:
+            seen_semantics = (center_head.seen_semantics if center_head is not None
+                              else semantics[seen])
         self.semantics_transform = _check_stored_form(semantics, seen_semantics,
                                                       semantics_transform)
         self.seen_classes = seen
-        self.image_size = int(image_size)
-        self.local_size = int(local_size)
-        self.global_size = int(global_size)
-        self.backbone_name = backbone
-        self.feature_layer = feature_layer
-        self.tiny_width = int(tiny_width)
-        self.num_parts = int(num_parts)
-        self.part_mode = part_mode
-        self.share_part_backbones = bool(share_part_backbones)
-        self.separate_attention_backbone = bool(separate_attention_backbone)
-        self.center_enabled = bool(center_enabled)
-        self.loss_weights_ = dict(
-            cpt=float(cpt_weight), div=float(div_weight), cls=float(cls_weight), cct=float(cct_weight)
-        )
-        self.div_margin = float(div_margin)
-        self.cct_margin = float(cct_margin)
-        self.cpt_sigma = float(cpt_sigma)
-        self.div_reduction = div_reduction
-        self.seed = seed
-        # "warmup" trains the global branch alone (stage 1); "joint" is the model.
-        self.stage = "joint"
-
-        def backbone_at(size, name, load=weights):
-            return make_backbone(backbone, size, load, feature_layer, tiny_width, name)
-
-        self.global_backbone = backbone_at(self.global_size, "global_backbone")
-        self.attention_backbone = None
-        self.multi_attention = None
-        self.cropper = None
-        self.part_backbones = []
-        args = dict(self._args, semantics=semantics, seen_semantics=None)
-        if part_mode == "attention":
-            if self.separate_attention_backbone:
-                self.attention_backbone = backbone_at(self.global_size, "attention_backbone")
-            self.multi_attention = _layer("MultiAttention", args, "multi_attention")
-        if part_mode != "none":
-            self.cropper = _layer("PartCropper", args, "part_cropper")
-            count = 1 if self.share_part_backbones else num_parts
-            self.part_backbones = [
-                backbone_at(self.local_size, f"part_backbone_{i}") for i in range(count)
-            ]
-        self.embedding = _layer("SemanticEmbedding", args, "semantic_embedding")
-        if seen_semantics is None:
-            seen_semantics = semantics[seen]
-        args["seen_semantics"] = seen_semantics
         # Kept on the model too: without the class-center branch, it is what
         # lets `set_class_semantics` and reloading work after a swap that drops
         # training classes (`seen_classes` is then None).
-        self.seen_semantics = as_semantic_matrix(seen_semantics, owner="SGMA (seen_semantics)")
-        self.center_head = (
-            _layer("ClassCenterHead", args, "class_center") if self.center_enabled else None
-        )
+        self.seen_semantics = as_semantic_matrix(seen_semantics, semantics.shape[1],
+                                                 owner="SGMA (seen_semantics)")
+        # "warmup" trains the global branch alone (stage 1); "joint" is the model.
+        self.stage = "joint"
+        self.gamma_cc = gamma_cc
         self.class_names = tuple(check_class_names(class_names, len(semantics), "SGMA"))
         self.calibration = None if calibration is None else float(calibration)
         self.head_scales = head_scales
         self._calibration_classes = _class_ids(calibration_classes, len(semantics))
         self.loss_trackers = [keras.metrics.Mean(name=name) for name in LOSS_TERMS]
 
-    @staticmethod
-    def _check_args(semantics, seen, seen_semantics, image_size, local_size, global_size,
-                    backbone, num_parts, part_mode, div_reduction):
-        num_classes = semantics.shape[0]
-        if seen is None:
-            if seen_semantics is None:
-                raise ValueError("SGMA: `seen_classes` is required (ids of the training classes).")
-        elif seen.ndim != 1 or len(seen) < 1 or seen.min() < 0 or seen.max() >= num_classes:
-            raise ValueError(
-                f"SGMA: `seen_classes` must be a non-empty list of class ids in [0, "
-                f"{num_classes}) (rows of the semantic matrix), got {seen.tolist()}."
-            )
-        elif len(set(seen.tolist())) != len(seen):
-            raise ValueError("SGMA: `seen_classes` holds duplicate class ids.")
-        if seen_semantics is not None:
-            as_semantic_matrix(seen_semantics, semantics.shape[1], owner="SGMA (seen_semantics)")
-        if int(num_parts) < 1:
-            raise ValueError(f"SGMA: `num_parts` (K) must be an int >= 1, got {num_parts}.")
-        if part_mode not in PART_MODES:
-            raise ValueError(f"SGMA: `part_mode` must be one of {PART_MODES}, got {part_mode!r}.")
-        if backbone not in BACKBONES:
-            raise ValueError(
-                f"SGMA: unknown backbone {backbone!r}; expected one of "
-                f"{', '.join(BACKBONES.names())}."
-            )
-        if int(local_size) < 8 or int(image_size) < 8:
-            raise ValueError(
-                f"SGMA: image sizes must be >= 8 px, got image_size={image_size}, "
-                f"local_size={local_size}."
-            )
-        if int(image_size) < int(local_size):
-            raise ValueError(
-                f"SGMA: the image ({image_size} px) is smaller than the part crop "
-                f"({local_size} px); expected image_size >= local_size."
-            )
-        if int(global_size) < 8 or int(image_size) % int(global_size):
-            raise ValueError(
-                f"SGMA: `global_size` must be >= 8 px and divide image_size ({image_size}), "
-                f"got {global_size}."
-            )
-        if div_reduction not in ("sum", "mean"):
-            raise ValueError(f"SGMA: `div_reduction` must be 'sum' or 'mean', got {div_reduction!r}.")
+    def _check_pieces(self):
+        """The pieces fit together (one part count, a backbone per part or one)."""
+        cropper, attention = self.cropper, self.multi_attention
+        problems = []
+        if cropper is not None:
+            problem = crop_fits_image(cropper.output_size, self.image_size)
+            if problem:
+                problems.append(f"cropper {problem}")
+            if len(self.part_backbones) not in (1, cropper.num_parts):
+                problems.append(f"{len(self.part_backbones)} part backbones for "
+                                f"{cropper.num_parts} parts; expected 1 or {cropper.num_parts}")
+            if (cropper.box_source == "attention") != (attention is not None):
+                problems.append(f"the cropper's box_source is {cropper.box_source!r}: "
+                                "expected multi_attention exactly with 'attention'")
+            elif attention is not None and attention.num_parts != cropper.num_parts:
+                problems.append(f"multi_attention makes {attention.num_parts} maps for "
+                                f"{cropper.num_parts} parts")
+        elif attention is not None or self.part_backbones:
+            problems.append("multi_attention or part backbones without a cropper")
+        if problems:
+            raise ValueError("SGMA: " + "; ".join(problems) + ".")
 
     # --- structure ---
 
     @property
     def gamma_cc(self):
         """Weight of the class-center head in the fused score (`fuse_scores`)."""
-        return self._args["gamma_cc"]
+        return self._gamma_cc
 
     @gamma_cc.setter
     def gamma_cc(self, value):
         value = float(value)
         if not value >= 0:
             raise ValueError(f"SGMA: `gamma_cc` must be a number >= 0, got {value}.")
-        self._args["gamma_cc"] = value
+        self._gamma_cc = value
         self.reset_compiled_functions()
 
     @property
@@ -406,8 +222,18 @@ class SGMA(keras.Model):
         self.reset_compiled_functions()
 
     @property
+    def num_parts(self):
+        """K, the number of part branches (0: the global branch alone)."""
+        return 0 if self.cropper is None else self.cropper.num_parts
+
+    @property
+    def box_source(self):
+        """Where the part boxes come from: "attention", "random", or None (no parts)."""
+        return None if self.cropper is None else self.cropper.box_source
+
+    @property
     def num_branches(self):
-        return 1 + (self.num_parts if self.part_mode != "none" else 0)
+        return 1 + self.num_parts
 
     @property
     def num_classes(self):
@@ -418,7 +244,7 @@ class SGMA(keras.Model):
         return self.embedding.semantics
 
     def part_backbone(self, part):
-        return self.part_backbones[0 if self.share_part_backbones else part]
+        return self.part_backbones[0 if len(self.part_backbones) == 1 else part]
 
     def build(self, input_shape):
         feature_shape = self.global_backbone.output.shape
@@ -454,14 +280,14 @@ class SGMA(keras.Model):
         features = self.global_backbone(view, training=training)
         thetas = [ops.mean(features, axis=(1, 2))]
         outputs = {}
-        if self.stage != "warmup" and self.part_mode != "none":
-            if self.part_mode == "attention":
+        if self.stage != "warmup" and self.cropper is not None:
+            if self.multi_attention is not None:
                 map_features = (
                     features
                     if self.attention_backbone is None
                     else self.attention_backbone(view, training=training)
                 )
-                if not self._args["map_losses_reach_backbone"]:
+                if not self.map_losses_reach_backbone:
                     map_features = ops.stop_gradient(map_features)
                 maps = self.multi_attention(map_features)
                 outputs["attention_maps"] = maps
@@ -500,23 +326,26 @@ class SGMA(keras.Model):
                 "SGMA: the class semantics were replaced by a matrix that does not hold "
                 "every training class; set them back before training or evaluating a loss."
             )
-        w = self.loss_weights_
+        settings = self.loss_settings
         wanted = MODEL_STAGES[self.stage]["losses"]
         terms = {
             "loss_cls": losses.embedding_softmax_loss(y, y_pred["embedding_scores"], self.seen_classes)
         }
-        total = w["cls"] * terms["loss_cls"]
+        total = settings["cls_weight"] * terms["loss_cls"]
         if "attention_maps" in y_pred and "loss_cpt" in wanted:
             maps = y_pred["attention_maps"]
-            terms["loss_cpt"] = losses.compactness_loss(maps, self.cpt_sigma)
-            terms["loss_div"] = losses.diversity_loss(maps, self.div_margin, self.div_reduction)
-            total += w["cpt"] * terms["loss_cpt"] + w["div"] * terms["loss_div"]
+            terms["loss_cpt"] = losses.compactness_loss(maps, settings["cpt_sigma"])
+            terms["loss_div"] = losses.diversity_loss(maps, settings["div_margin"],
+                                                      settings["div_reduction"])
+            total += (settings["cpt_weight"] * terms["loss_cpt"]
+                      + settings["div_weight"] * terms["loss_div"])
         if "latent" in y_pred and "loss_cct" in wanted:
             seen_index = losses.seen_index(ops.reshape(ops.cast(y, "int32"), (-1,)), self.seen_classes)
             terms["loss_cct"] = losses.class_center_triplet_loss(
-                seen_index, y_pred["latent"], self.center_head.normalized_centers(), self.cct_margin
+                seen_index, y_pred["latent"], self.center_head.normalized_centers(),
+                settings["cct_margin"]
             )
-            total += w["cct"] * terms["loss_cct"]
+            total += settings["cct_weight"] * terms["loss_cct"]
         for tracker in self.loss_trackers:
             if tracker.name in terms:
                 tracker.update_state(terms[tracker.name])
@@ -726,7 +555,8 @@ class SGMA(keras.Model):
             The channel groups (C,).
         """
         if self.multi_attention is None:
-            raise ValueError("SGMA: initialize_attention needs part_mode='attention'.")
+            raise ValueError("SGMA: initialize_attention needs boxes from attention "
+                             "(a multi_attention layer).")
         if not self.built:
             self.build((None, self.image_size, self.image_size, 3))
         groups = self.multi_attention.fit_channel_groups(features, iterations, seed)
@@ -750,45 +580,150 @@ class SGMA(keras.Model):
 
     # --- serialisation ---
 
-    # What a file saved before an option existed was trained with: it loads with
-    # these values, not the new defaults (tests/test_saved_fixture.py).
-    LEGACY_ARGS = {"boxcar_mask_at": "sample_points", "peak_gradient_temperature": None,
-                   "map_losses_reach_backbone": True}
-
     @classmethod
     def from_config(cls, config):
-        if "class_names" not in config:
-            log.warning(
-                "This SGMA model was saved before models kept their class names and "
-                "calibration: its %d classes are named class_000, ... and it has no "
-                "calibration constant (calibrated GZSL needs one: pass it, or re-save "
-                "the model with `model.class_names` and `model.calibration` set).",
-                len(config.get("semantics") or []),
-            )
-        config = {**cls.LEGACY_ARGS, **config}
-        if "semantics_transform" not in config:
-            # Saved before the model kept it: read it off the stored vectors (the
-            # default pipeline left them unit norm; a raw-vector run did not).
-            config["semantics_transform"] = semantics_lib.infer_transform(config["semantics"])
-            log.info("This SGMA model was saved without its semantics transform; its class "
-                     "vectors say %r: new class vectors get it.", config["semantics_transform"])
-        return super().from_config(config)
+        if upgrade.is_flat_model_config(config):
+            return _from_flat_config(config)
+        config = copy.deepcopy(config)  # Keras's deserialisation consumes what it reads
+        for name in PIECES:
+            if config.get(name) is not None:
+                config[name] = keras.saving.deserialize_keras_object(config[name])
+        config["part_backbones"] = [keras.saving.deserialize_keras_object(b)
+                                    for b in config.get("part_backbones") or []]
+        config.pop("version", None)
+        return cls(**config)
 
     def get_config(self):
         config = super().get_config()
-        config.update(self._args)
+        for name in PIECES:
+            piece = getattr(self, name)
+            config[name] = None if piece is None else _serialize(piece)
         config.update(
-            global_size=self.global_size,
-            semantics=self.semantics.tolist(),
+            version=upgrade.MODEL_FORMAT_VERSION,
+            part_backbones=[_serialize(b) for b in self.part_backbones],
             seen_classes=None if self.seen_classes is None else self.seen_classes.tolist(),
+            image_size=self.image_size,
+            global_size=self.global_size,
+            map_losses_reach_backbone=self.map_losses_reach_backbone,
+            loss=dict(self.loss_settings),
+            gamma_cc=self.gamma_cc,
+            head_scales=list(self.head_scales),
             seen_semantics=self.seen_semantics.tolist(),
             class_names=list(self.class_names),
             calibration=self.calibration,
-            head_scales=list(self.head_scales),
             calibration_classes=(None if self.calibration_classes is None
                                  else self.calibration_classes.tolist()),
+            semantics_transform=self.semantics_transform,
+            backbone=None if self.backbone is None else dict(self.backbone),
         )
         return config
+
+
+def _serialize(piece):
+    """A piece as a nested Keras object, without its build shapes: `SGMA.build` builds
+    the layers (in one order, so a seed gives the same weights however it was made)."""
+    config = keras.saving.serialize_keras_object(piece)
+    config.pop("build_config", None)
+    return json.loads(json.dumps(config))  # as a saved file gives it back (lists, no tuples)
+
+
+def make_sgma(semantics, seen_classes, *, image_size=448, global_size=None, num_parts=2,
+              share_part_backbones=False, separate_attention_backbone=False,
+              backbone=_EMPTY, attention=_EMPTY, cropper=_EMPTY, embedding=_EMPTY,
+              center=_EMPTY, seed=None, gamma_cc=None, **settings):
+    """An `SGMA` built from the config's model sections.
+
+    Args:
+        semantics: (num_classes, dim) class semantic matrix (stored form).
+        seen_classes: ids of the training classes.
+        image_size, global_size: `input.image_size`, `input.global_size`.
+        num_parts, share_part_backbones, separate_attention_backbone: `model.*`.
+        backbone, attention, cropper, embedding, center: the sections
+            `model.backbone` (`make_backbone`'s arguments), `model.attention`
+            (`MultiAttention`'s), `model.cropper` (`PartCropper`'s),
+            `model.embedding` (`SemanticEmbedding`'s), `model.center`
+            (`ClassCenterHead`'s; None: no class-center branch); missing keys take
+            the defaults.
+        seed: the run's seed (the random boxes').
+        gamma_cc: `model.gamma_cc`; None (chosen after training) starts at 1.
+        settings: the other `SGMA` arguments (`map_losses_reach_backbone`, `loss`,
+            `class_names`, `semantics_transform`, ...).
+    """
+    semantics = as_semantic_matrix(semantics, owner="SGMA")
+    seen = None if seen_classes is None else np.asarray(seen_classes, dtype="int64")
+    _check_seen(semantics, seen, settings.get("seen_semantics"))
+    sizes = MODEL.check(dict(image_size=image_size, global_size=global_size,
+                             num_parts=num_parts))
+    image_size = sizes["image_size"]
+    global_size = sizes["global_size"] or image_size
+    num_parts = sizes["num_parts"]
+    backbone = {**BACKBONE.defaults(), **backbone}
+    BACKBONE.check(backbone)
+    cropper = {**cropper, "num_parts": num_parts, "seed": seed}
+    with_attention = num_parts > 0 and cropper.get("box_source", "attention") == "attention"
+
+    def backbone_at(size, name):
+        return make_backbone(backbone["name"], size, backbone["weights"],
+                             backbone["feature_layer"], backbone["tiny_width"], name)
+
+    pieces = {"global_backbone": backbone_at(global_size, "global_backbone")}
+    if with_attention:
+        if separate_attention_backbone:
+            pieces["attention_backbone"] = backbone_at(global_size, "attention_backbone")
+        pieces["multi_attention"] = MultiAttention(num_parts=num_parts, **attention,
+                                                   name="multi_attention")
+    if num_parts > 0:
+        pieces["cropper"] = PartCropper(**cropper, name="part_cropper")
+        count = 1 if share_part_backbones else num_parts
+        pieces["part_backbones"] = [backbone_at(pieces["cropper"].output_size,
+                                                f"part_backbone_{i}") for i in range(count)]
+    pieces["embedding"] = SemanticEmbedding(semantics, **embedding, name="semantic_embedding")
+    seen_semantics = settings.get("seen_semantics")
+    if seen_semantics is None:
+        seen_semantics = semantics[seen]
+    if center is not None:
+        pieces["center_head"] = ClassCenterHead(seen_semantics, semantics, **center,
+                                                name="class_center")
+    return SGMA(seen_classes=seen, image_size=image_size, global_size=global_size,
+                gamma_cc=1.0 if gamma_cc is None else gamma_cc,
+                backbone={**backbone, "weights": None}, **pieces, **settings)
+
+
+def _from_flat_config(config):
+    """An SGMA saved in the first (flat) layout, rebuilt through `make_sgma`."""
+    if "class_names" not in config:
+        log.warning(
+            "This SGMA model was saved before models kept their class names and "
+            "calibration: its %d classes are named class_000, ... and it has no "
+            "calibration constant (calibrated GZSL needs one: pass it, or re-save "
+            "the model with `model.class_names` and `model.calibration` set).",
+            len(config.get("semantics") or []),
+        )
+    kwargs = upgrade.flat_model_arguments(config)
+    if "semantics_transform" not in kwargs:
+        # Saved before the model kept it: read it off the stored vectors (the
+        # default pipeline left them unit norm; a raw-vector run did not).
+        kwargs["semantics_transform"] = semantics_lib.infer_transform(kwargs["semantics"])
+        log.info("This SGMA model was saved without its semantics transform; its class "
+                 "vectors say %r: new class vectors get it.", kwargs["semantics_transform"])
+    return make_sgma(**kwargs)
+
+
+def _check_seen(semantics, seen, seen_semantics):
+    num_classes = semantics.shape[0]
+    if seen is None:
+        if seen_semantics is None:
+            raise ValueError("SGMA: `seen_classes` is required (ids of the training classes).")
+    elif seen.ndim != 1 or len(seen) < 1 or seen.min() < 0 or seen.max() >= num_classes:
+        raise ValueError(
+            f"SGMA: `seen_classes` must be a non-empty list of class ids in [0, "
+            f"{num_classes}) (rows of the semantic matrix), got {seen.tolist()}."
+        )
+    elif len(set(seen.tolist())) != len(seen):
+        raise ValueError("SGMA: `seen_classes` holds duplicate class ids.")
+    if seen_semantics is not None:
+        as_semantic_matrix(seen_semantics, semantics.shape[1], owner="SGMA (seen_semantics)")
+
 
 
 def fuse_scores(embedding_scores, center_scores, gamma_cc, head_scales=(1.0, 1.0)):
@@ -879,12 +814,6 @@ def check_class_names(names, num_classes, owner):
             )
         seen[name] = i
     return names
-
-
-def _layer(class_name, args, name):
-    """Layer `class_name` built from the SGMA arguments `args` through `LAYER_ARGS`."""
-    kwargs = {layer_arg: args[arg] for arg, layer_arg in LAYER_ARGS[class_name].items()}
-    return _LAYERS[class_name](name=name, **kwargs)
 
 
 def _scale_for_replicas(loss):

@@ -109,11 +109,12 @@ SOURCES = Registry("data source", {
 
 BACKBONES = Registry("backbone", {
     # channels of the default feature map: an int, or a function of the resolved
-    # "model" section; None: unknown until built
+    # "model.backbone" section; None: unknown until built
     "channels": None,
-    # how the channel count comes about, for messages; `{key}` expands to model.key
+    # how the channel count comes about, for messages; `{key}` expands to
+    # model.backbone.key
     "channels_note": "at its default feature layer",
-    # whether model.feature_layer picks another layer to tap
+    # whether model.backbone.feature_layer picks another layer to tap
     "tappable": True,
     # whether weights="imagenet" is available
     "imagenet": True,
@@ -156,6 +157,6 @@ register_backbone("vgg19", "sgma_keras.backbones:vgg19", channels=512)
 register_backbone("resnet50", "sgma_keras.backbones:resnet50", channels=2048)
 register_backbone("resnet101", "sgma_keras.backbones:resnet101", channels=2048)
 register_backbone("tiny", "sgma_keras.backbones:tiny",
-                  channels=lambda model: 4 * model["tiny_width"],
-                  channels_note="4 x model.tiny_width={tiny_width}", tappable=False,
+                  channels=lambda backbone: 4 * backbone["tiny_width"],
+                  channels_note="4 x model.backbone.tiny_width={tiny_width}", tappable=False,
                   imagenet=False)

@@ -18,7 +18,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sgma_keras.distribution import distribution_scope, split_tensorflow_cpu  # noqa: E402
-from sgma_keras.model import SGMA  # noqa: E402
+from sgma_keras.model import make_sgma  # noqa: E402
 
 if backend == "tensorflow" and devices > 1:
     split_tensorflow_cpu(devices)
@@ -29,8 +29,10 @@ labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
 semantics = rng.random((6, 5)).astype("float32")
 keras.utils.set_random_seed(0)
 with distribution_scope("data_parallel" if devices > 1 else "none") as replicas:
-    model = SGMA(semantics, [0, 1, 2, 3], image_size=32, local_size=16, backbone="tiny",
-                 weights=None, tiny_width=4, latent_dim=8, cnet_hidden=8, seed=0)
+    model = make_sgma(semantics, [0, 1, 2, 3], image_size=32,
+                      backbone={"name": "tiny", "weights": None, "tiny_width": 4},
+                      cropper={"output_size": 16, "hidden_units": 8},
+                      center={"latent_dim": 8}, seed=0)
     model.compile(optimizer=keras.optimizers.SGD(0.01))
     history = model.fit(images, labels, batch_size=8, epochs=2, shuffle=False, verbose=0)
 print(json.dumps({"replicas": replicas, "loss": history.history["loss"]}))

@@ -57,7 +57,7 @@ def _single_threaded():
 _single_threaded()
 
 
-from sgma_keras.model import SGMA  # noqa: E402
+from sgma_keras.model import make_sgma  # noqa: E402
 
 BACKEND = keras.backend.backend()
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -92,23 +92,28 @@ def class_semantics(seed=0):
 
 
 def tiny_sgma(**overrides):
-    """A seeded tiny SGMA (random weights) with the shared test shapes."""
+    """A seeded tiny SGMA (random weights) with the shared test shapes.
+
+    `overrides` are `make_sgma` arguments; a section given as a dict (`cropper=
+    {"box_source": "random"}`) updates the tiny defaults' section.
+    """
     args = dict(
         semantics=class_semantics(),
         seen_classes=list(SEEN),
         image_size=IMAGE_SIZE,
-        local_size=LOCAL_SIZE,
-        backbone="tiny",
-        weights=None,
-        tiny_width=TINY_WIDTH,
+        backbone={"name": "tiny", "weights": None, "tiny_width": TINY_WIDTH},
         num_parts=2,
-        attention_reduction=4,
-        cnet_hidden=8,
-        latent_dim=8,
+        attention={"reduction": 4},
+        cropper={"output_size": LOCAL_SIZE, "hidden_units": 8},
+        center={"latent_dim": 8},
         seed=0,
     )
-    args.update(overrides)
-    model = SGMA(**args)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(args.get(key), dict):
+            args[key] = {**args[key], **value}
+        else:
+            args[key] = value
+    model = make_sgma(**args)
     model.build((None, args["image_size"], args["image_size"], 3))
     return model
 

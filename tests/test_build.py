@@ -1,108 +1,82 @@
-"""The config -> model mapping: every option of SGMA and its layers is reachable from a key.
+"""The config -> model mapping: the model sections are the pieces' arguments.
 
-`workflow.model_args.MODEL_ARGS` maps config keys to `SGMA` arguments and `model.LAYER_ARGS`
-maps `SGMA` arguments to layer arguments. These tests check the tables against the
-constructors' signatures (nothing missing, nothing stale) and then check each row by
-behaviour: change one key in a config, build the model, and find the new value in the
-model's and the layer's config.
+Each section of `model` holds exactly the arguments of the piece it builds (under
+the same names, with the same defaults), so there is no table to keep: these tests
+check that against the constructors' signatures, then by behaviour: change one key of
+a config, build the model, and find the new value in the piece's config under the
+same name.
 """
 
+import copy
 import inspect
 
 import keras
 import numpy as np
 import pytest
 
+from sgma_keras import arguments
 from sgma_keras import config as config_lib
-from sgma_keras import model as model_lib
-from sgma_keras.layers.image_preprocessing import ImagePreprocessing
+from sgma_keras.backbones import make_backbone
+from sgma_keras.layers import ClassCenterHead, MultiAttention, PartCropper, SemanticEmbedding
+from sgma_keras.model import SGMA
 from sgma_keras.workflow import build
-from sgma_keras.workflow import model_args
 from tests.helpers import IMAGE_SIZE, LOCAL_SIZE, NUM_CLASSES, SEEN, SEMANTIC_DIM, TINY_WIDTH
 
-# Arguments every Keras layer/model takes; they are not SGMA options.
-KERAS_BASE_ARGS = {"self", "name", "dtype", "trainable", "kwargs", "autocast", "input_dim",
-                   "input_shape", "batch_input_shape", "batch_size", "weights_"}
+CONSTRUCTORS = {"backbone": make_backbone, "attention": MultiAttention,
+                "cropper": PartCropper, "embedding": SemanticEmbedding,
+                "center": ClassCenterHead}
+# Constructor arguments that are no config key: Keras's, and what the data or the
+# model supply.
+NOT_OPTIONS = {"self", "kwargs", "name", "input_size", "model_name", "semantics",
+               "seen_semantics"}
 
 
-def _ctor_args(cls):
-    return [name for name, p in inspect.signature(cls.__init__).parameters.items()
-            if name not in KERAS_BASE_ARGS and p.kind is not p.VAR_KEYWORD]
+def _signature(constructor):
+    function = constructor.__init__ if isinstance(constructor, type) else constructor
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if name not in NOT_OPTIONS and p.kind is not p.VAR_KEYWORD}
 
 
-def _schema_fields():
-    return dict(config_lib._iter_fields(config_lib.SCHEMA))
+@pytest.mark.parametrize("section", sorted(CONSTRUCTORS))
+def test_each_section_is_its_pieces_arguments_with_their_defaults(section):
+    spec, _ = arguments.SECTIONS[section]
+    signature = _signature(CONSTRUCTORS[section])
+    if section == "backbone":  # make_backbone names the backbone positionally
+        signature["name"] = "vgg19"
+    assert set(spec.names) == set(signature), section
+    if section == "backbone":  # the config starts from ImageNet, the function from none
+        signature["weights"] = "imagenet"
+    assert spec.defaults() == signature, section
+    schema = config_lib.SCHEMA["model"][section]
+    assert set(schema) == set(signature) - set(spec.model_sets)
+    assert all(schema[key] is spec.fields[key] for key in schema)  # one declaration
 
 
-def test_every_sgma_argument_comes_from_a_config_key_or_the_data():
-    from_config = set(model_args.MODEL_ARGS.values())
-    from_data = set(model_args.DATA_ARGS)
-    assert not from_config & from_data
-    missing = [a for a in _ctor_args(model_lib.SGMA) if a not in from_config | from_data]
-    assert not missing, f"SGMA arguments no config key reaches: {missing}"
-    stale = (from_config | from_data) - set(_ctor_args(model_lib.SGMA))
-    assert not stale, f"MODEL_ARGS/DATA_ARGS name arguments SGMA does not take: {stale}"
-
-
-def test_every_model_args_key_is_a_schema_key():
-    fields = _schema_fields()
-    unknown = [key for key in model_args.MODEL_ARGS if key not in fields]
-    assert not unknown, f"MODEL_ARGS keys missing from config.SCHEMA: {unknown}"
-
-
-@pytest.mark.parametrize("class_name", sorted(model_lib.LAYER_ARGS) + ["ImagePreprocessing"])
-def test_every_layer_argument_comes_from_an_sgma_argument_or_is_internal(class_name):
-    cls = model_lib._LAYERS.get(class_name, ImagePreprocessing)
-    mapped = model_lib.LAYER_ARGS.get(class_name, {})
-    internal = model_lib.LAYER_INTERNAL_ARGS.get(class_name, {})
-    sgma_args = set(_ctor_args(model_lib.SGMA))
-    assert set(mapped) <= sgma_args, f"{class_name}: rows from unknown SGMA args"
-    layer_args = set(_ctor_args(cls))
-    reachable = set(mapped.values()) | set(internal)
-    assert layer_args - reachable == set(), (
-        f"{class_name} arguments neither mapped from SGMA nor listed as internal: "
-        f"{sorted(layer_args - reachable)}"
-    )
-    assert reachable <= layer_args, f"{class_name}: stale rows {sorted(reachable - layer_args)}"
-
-
-def test_the_package_layers_are_all_in_the_tables():
-    import sgma_keras.layers as layers_pkg
-
-    exported = {name for name in layers_pkg.__all__
-                if isinstance(getattr(layers_pkg, name), type)
-                and issubclass(getattr(layers_pkg, name), keras.layers.Layer)}
-    covered = set(model_lib.LAYER_ARGS) | set(model_lib.LAYER_INTERNAL_ARGS)
-    assert exported <= covered, f"layers with no table row: {sorted(exported - covered)}"
-
-
-# --- behaviour: one changed key reaches the built model -------------------------------
-
-# Values for keys whose automatic change (below) would break a cross-key rule or the
-# tiny test model's shapes.
-CHANGED = {
-    "input.image_size": 40,
-    "input.local_size": 24,
-    "input.global_size": 16,
-    "model.min_side": 0.3,
-    "model.feature_layer": "some_layer",
-    "model.tiny_width": 5,
-    "model.peak_gradient_temperature": 0.3,  # default null
-    "model.gamma_cc": 2.0,  # default null (chosen on validation)
-    "seed": 7,
-}
-# Keys whose changed value needs other keys changed with it (a real application
-# backbone needs 32 px parts; "none" builds only its global copy, to keep this quick).
-ALONG_WITH = {"model.backbone": {"input.local_size": 32, "model.part_mode": "none"}}
+def test_the_sgma_constructor_takes_the_pieces_and_few_settings():
+    parameters = inspect.signature(SGMA.__init__).parameters
+    assert len([p for p in parameters if p not in ("self", "kwargs")]) <= 20
 
 
 def _base_config():
     cfg = config_lib.default_config()
-    cfg["input"].update(image_size=IMAGE_SIZE, local_size=LOCAL_SIZE, global_size=None)
-    cfg["model"].update(backbone="tiny", weights=None, tiny_width=TINY_WIDTH,
-                        attention_reduction=4, cnet_hidden=8, num_parts=2)
+    cfg["input"].update(image_size=IMAGE_SIZE, global_size=None)
+    cfg["model"].update(num_parts=2)
+    cfg["model"]["backbone"].update(name="tiny", weights=None, tiny_width=TINY_WIDTH)
+    cfg["model"]["attention"]["reduction"] = 4
+    cfg["model"]["cropper"].update(output_size=LOCAL_SIZE, hidden_units=8)
     cfg["model"]["center"]["latent_dim"] = 8
     return config_lib.validate_config(cfg, check_paths=False)
+
+
+# Values for keys whose automatic change (below) would break a cross-key rule or the
+# tiny test model's shapes.
+CHANGED = {
+    "model.cropper.output_size": 24,
+    "model.cropper.min_side": 0.3,
+    "model.cropper.peak_gradient_temperature": 0.3,  # default null
+    "model.backbone.feature_layer": "some_layer",
+    "model.backbone.tiny_width": 5,
+}
 
 
 def _changed_value(key, field, value):
@@ -115,19 +89,11 @@ def _changed_value(key, field, value):
     if field.type is int:
         return value + 1 if field.max is None or value + 1 <= field.max else value - 1
     if field.type is float:
-        high = field.max if field.max is not None else (field.lt if field.lt is not None else None)
+        high = field.max if field.max is not None else field.lt
         if high is not None and value < high:
             return (value + high) / 2
         return value * 1.5 + 0.25
     raise AssertionError(f"{key}: add a value to CHANGED")
-
-
-def _set(cfg, key, value):
-    *parents, leaf = key.split(".")
-    node = cfg
-    for part in parents:
-        node = node[part]
-    node[leaf] = value
 
 
 def _build(cfg):
@@ -137,40 +103,63 @@ def _build(cfg):
     return build.build_model(cfg, data, SEEN)
 
 
-def _layers_of(model, cls):
-    return [layer for layer in model._flatten_layers() if type(layer) is cls]
+SECTION_KEYS = sorted(
+    f"model.{section}.{key}" for section, (spec, _) in arguments.SECTIONS.items()
+    for key in spec.section()
+    if (section, key) not in {("backbone", "weights"), ("backbone", "name"),
+                              ("backbone", "feature_layer")})
 
 
-@pytest.mark.parametrize("key", sorted(k for k in model_args.MODEL_ARGS if k != "model.weights"))
-def test_each_model_key_reaches_the_model_and_its_layers(key):
+@pytest.mark.parametrize("key", SECTION_KEYS)
+def test_each_section_key_reaches_its_piece_under_its_own_name(key):
+    """The tiny backbone has no layer to tap and one name is enough for the backbone
+    section (`test_make_backbone_and_sgma_reach_a_registered_backbone`)."""
+    _, section, arg = key.split(".")
     base = _base_config()
-    fields = _schema_fields()
-    arg = model_args.MODEL_ARGS[key]
-    new = _changed_value(key, fields[key], build.config_value(base, key))
-    changed = _with(base, key, new)
-    for other, value in ALONG_WITH.get(key, {}).items():
-        _set(changed, other, value)
+    fields = dict(config_lib._iter_fields(config_lib.SCHEMA))
+    changed = copy.deepcopy(base)
+    new = _changed_value(key, fields[key], base["model"][section][arg])
+    changed["model"][section][arg] = new
     cfg = config_lib.validate_config(changed, check_paths=False)  # still a valid config
-    new = build.config_value(cfg, key)
     model = _build(cfg)
-    assert model.get_config()[arg] == new, f"{key} -> SGMA({arg}) did not arrive"
-    found = 0
-    for class_name, rows in model_lib.LAYER_ARGS.items():
-        if arg not in rows:
-            continue
-        for layer in _layers_of(model, model_lib._LAYERS[class_name]):
-            got = layer.get_config()[rows[arg]]
-            assert got == new, f"{key} -> {class_name}({rows[arg]}) is {got!r}, not {new!r}"
-            found += 1
-    if any(arg in rows for rows in model_lib.LAYER_ARGS.values()):
-        assert found, f"{key}: no layer that takes it was built"
+    _, attribute = arguments.SECTIONS[section]
+    piece = model.get_config()[attribute]
+    values = piece if section == "backbone" else piece["config"]
+    assert values[arg] == cfg["model"][section][arg], f"{key} did not arrive"
+
+
+@pytest.mark.parametrize("key, value, check", [
+    ("model.num_parts", 3, lambda m: m.cropper.num_parts == m.multi_attention.num_parts == 3),
+    ("model.num_parts", 0, lambda m: m.cropper is None and m.part_backbones == []),
+    ("model.share_part_backbones", True, lambda m: len(m.part_backbones) == 1),
+    ("model.separate_attention_backbone", True, lambda m: m.attention_backbone is not None),
+    ("model.map_losses_reach_backbone", True, lambda m: m.map_losses_reach_backbone),
+    ("model.gamma_cc", 2.0, lambda m: m.gamma_cc == 2.0),
+    ("model.center", None, lambda m: m.center_head is None),
+    ("input.global_size", 16, lambda m: m.global_size == 16),
+    ("loss.div_margin", 0.3, lambda m: m.loss_settings["div_margin"] == 0.3),
+    ("seed", 7, lambda m: m.cropper.seed == 7),
+])
+def test_each_model_setting_reaches_the_model(key, value, check):
+    cfg = copy.deepcopy(_base_config())
+    node = cfg
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+    model = _build(config_lib.validate_config(cfg, check_paths=False))
+    assert check(model), key
+    again = SGMA.from_config(model.get_config())
+    assert check(again), f"{key} lost in get_config / from_config"
 
 
 def _with(cfg, key, value):
-    import copy
-
     cfg = copy.deepcopy(cfg)
-    _set(cfg, key, value)
+    node = cfg
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
     return cfg
 
 
@@ -180,7 +169,7 @@ def test_model_weights_key_loads_the_backbone_file(tmp_path):
     path = str(tmp_path / "tiny.weights.h5")
     source.global_backbone.save_weights(path)
     keras.utils.set_random_seed(123)  # a different initialisation, unless the file loads
-    model = _build(_with(base, "model.weights", path))
+    model = _build(_with(base, "model.backbone.weights", path))
     for want, got in zip(source.global_backbone.get_weights(),
                          model.global_backbone.get_weights()):
         np.testing.assert_array_equal(want, got)
@@ -223,3 +212,15 @@ def test_the_builtin_loader_output_is_the_transform_of_its_raw_vectors(tmp_path)
     assert semantics_transform({**small, "normalize_semantics": False}) is None
     stored = load_dataset(small).semantics
     np.testing.assert_array_equal(stored, apply_transform(raw, semantics_transform(small)))
+
+
+def test_a_new_layer_option_is_a_config_key_without_other_wiring():
+    """`ClassCenterHead(center_stddev=...)` was added as one argument and one declared
+    Field: the config key, the built layer and its saved config follow."""
+    cfg = _with(_base_config(), "model.center.center_stddev", 0.01)
+    model = _build(config_lib.validate_config(cfg, check_paths=False))
+    assert model.center_head.center_stddev == 0.01
+    model.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
+    assert float(np.std(model.center_head.get_weights()[-1])) < 0.05
+    again = SGMA.from_config(model.get_config())
+    assert again.center_head.center_stddev == 0.01

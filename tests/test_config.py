@@ -38,9 +38,10 @@ def test_shipped_configs_validate(path):
     if os.path.basename(path) in ("awa.json", "cub.json", "flo.json"):
         # the paper's settings
         assert cfg["data"]["source"] == "proposed_split"
-        assert cfg["model"]["backbone"] == "vgg19" and cfg["model"]["weights"] == "imagenet"
-        assert (cfg["input"]["image_size"], cfg["input"]["local_size"]) == (448, 224)
-        assert cfg["model"]["num_parts"] == 2 and cfg["model"]["boxcar_steepness"] == 10.0
+        backbone, cropper = cfg["model"]["backbone"], cfg["model"]["cropper"]
+        assert (backbone["name"], backbone["weights"]) == ("vgg19", "imagenet")
+        assert (cfg["input"]["image_size"], cropper["output_size"]) == (448, 224)
+        assert cfg["model"]["num_parts"] == 2 and cropper["steepness"] == 10.0
         assert (cfg["loss"]["div_margin"], cfg["loss"]["cct_margin"]) == (0.2, 0.8)
         t = cfg["train"]
         assert (t["optimizer"], t["learning_rate"], t["momentum"], t["weight_decay"]) == \
@@ -50,10 +51,10 @@ def test_shipped_configs_validate(path):
 
 # Values the paper configs train with that are not the paper's (docs/CONFIG.md, the spec).
 NOT_THE_PAPERS = {
-    "model.attention_normalize": True,
-    "model.box_anchor": "peak",
+    "model.attention.normalize": True,
+    "model.cropper.anchor": "peak",
     "model.map_losses_reach_backbone": False,
-    "model.peak_gradient_temperature": None,
+    "model.cropper.peak_gradient_temperature": None,
     "loss.div_reduction": "mean",
     "loss.cct_weight": 0.1,
 }
@@ -92,7 +93,8 @@ def test_paper_configs_report_missing_data(tmp_path, monkeypatch):
 
 def test_demo_validates_with_path_checks():
     cfg = load_config(os.path.join(REPO, "configs", "demo.json"))
-    assert cfg["model"]["backbone"] == "tiny" and cfg["model"]["weights"] is None
+    assert cfg["model"]["backbone"]["name"] == "tiny"
+    assert cfg["model"]["backbone"]["weights"] is None
     assert cfg["data"]["builtin"]["image_size"] == cfg["input"]["image_size"] == 112
 
 
@@ -106,7 +108,8 @@ def test_defaults_are_complete_and_paper():
     assert cfg["output_dir"] == "runs/sgma"
     assert cfg["model"]["num_parts"] == 2 and cfg["model"]["share_part_backbones"] is False
     assert cfg["model"]["embedding"]["normalize"] is False
-    assert (cfg["model"]["min_side"], cfg["model"]["max_side"]) == (0.25, 0.6)
+    cropper = cfg["model"]["cropper"]
+    assert (cropper["min_side"], cropper["max_side"]) == (0.25, 0.6)
     assert load_config(None, check_paths=False) == cfg
 
 
@@ -114,7 +117,8 @@ def test_schema_markdown_lists_every_key():
     md = C.schema_markdown()
     for p, _ in C._iter_fields(C.SCHEMA):
         assert f"| `{p}` |" in md
-    assert "| `model.num_parts` | int >= 1 | `2` |" in md
+    assert "| `model.num_parts` | int >= 0 | `2` |" in md
+    assert "| `model.center` | section \\| null | | the arguments of ClassCenterHead" in md
 
 
 def test_docs_config_md_is_the_generated_reference():
@@ -144,19 +148,20 @@ def test_unknown_key_did_you_mean(tmp_path):
 
 def test_all_problems_reported_together(tmp_path):
     raw = {
-        "model": {"num_parts": 0, "min_side": 0.7, "max_side": 0.5, "weights": "no.weights.h5"},
+        "model": {"num_parts": -1, "cropper": {"min_side": 0.7, "max_side": 0.5},
+                  "backbone": {"weights": "no.weights.h5"}},
         "train": {"learning_rate": "fast", "optimizer": "adagrad"},
         "input": {"flip": True, "augment": {"min_crop_area": 1.5}},
     }
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, raw))
     text = str(e.value)
-    assert "model.num_parts: expected an int >= 1, got 0" in text
+    assert "model.num_parts: expected an int >= 0, got -1" in text
     assert "train.learning_rate: expected a float > 0, got \"fast\"" in text
     assert "train.optimizer: expected one of \"sgd\", \"adam\", got \"adagrad\"" in text
     assert "input.augment.min_crop_area: expected a float in (0, 1], got 1.5" in text
-    assert "model.min_side: must be <= model.max_side" in text
-    assert "model.weights: file not found: 'no.weights.h5'" in text
+    assert "model.cropper.min_side: must be <= max_side, got 0.7 > 0.5" in text
+    assert "model.backbone.weights: file not found: 'no.weights.h5'" in text
     assert "input.flip: unknown key (did you mean 'input.augment.flip'?)" in text
     assert len(problems(e)) == 7
     assert text.startswith(f"invalid configuration '{tmp_path}")
@@ -164,14 +169,14 @@ def test_all_problems_reported_together(tmp_path):
 
 def test_type_rules(tmp_path):
     bad = {"seed": 1.0, "train": {"jit": 1, "steps_per_epoch": True},
-           "model": {"tiny_width": 3}, "data": {"source": "propsed_split", "builtin": 5}}
+           "model": {"backbone": {"tiny_width": 3}}, "data": {"source": "propsed_split", "builtin": 5}}
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, bad))
     text = str(e.value)
     assert "seed: expected an int >= 0, got 1.0" in text
     assert "train.jit: expected a bool (true or false), got 1" in text
     assert "train.steps_per_epoch: expected an int >= 1 or null, got true" in text
-    assert "model.tiny_width: expected an int >= 4, got 3" in text
+    assert "model.backbone.tiny_width: expected an int >= 4, got 3" in text
     assert '(did you mean "proposed_split"?)' in text
     assert "data.builtin: expected a section" in text
     # floats accept ints; nullable fields accept null
@@ -181,20 +186,22 @@ def test_type_rules(tmp_path):
 
 def test_cross_field_checks(tmp_path):
     with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, {"input": {"image_size": 64, "local_size": 128},
-                                     "model": {"backbone": "tiny"},
+        load_config(write(tmp_path, {"input": {"image_size": 64},
+                                     "model": {"backbone": {"name": "tiny"},
+                                               "cropper": {"output_size": 128}},
                                      "data": {"builtin": {"num_unseen": 24}}}))
     text = str(e.value)
-    assert "input.local_size: must be <= input.image_size, got 128 > 64" in text
-    assert "tiny backbone has no ImageNet weights" in text
+    assert ("model.cropper.output_size: the part crop (128 px) must not exceed the image "
+            "side (64 px)") in text
+    assert "model.backbone.weights: the tiny backbone has no ImageNet weights" in text
     assert "data.builtin.num_unseen: must be < data.builtin.num_classes" in text
-    with pytest.raises(ConfigError, match=r"input.global_size: must divide input.image_size "
+    with pytest.raises(ConfigError, match=r"input.global_size: must divide image_size "
                                           r"\(448\) so the global view is an exact average "
                                           r"pooling, got 100"):
         load_config(write(tmp_path, {"input": {"global_size": 100}}))
     # a cross check is skipped when one of its values is already invalid
     with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, {"model": {"min_side": 0.0, "max_side": 0.1}}))
+        load_config(write(tmp_path, {"model": {"cropper": {"min_side": 0.0, "max_side": 0.1}}}))
     assert len(problems(e)) == 1
 
 
@@ -222,9 +229,10 @@ def test_data_paths(tmp_path, monkeypatch):
                                               "tfds": {"class_split": "missing.txt"}}}))
     # weights file
     (tmp_path / "w.weights.h5").write_bytes(b"")
-    cfg = load_config(None, ["model.weights=w.weights.h5"])
-    assert cfg["model"]["weights"] == "w.weights.h5"
-    assert load_config(None, ["model.weights=null"])["model"]["weights"] is None
+    cfg = load_config(None, ["model.backbone.weights=w.weights.h5"])
+    assert cfg["model"]["backbone"]["weights"] == "w.weights.h5"
+    cfg = load_config(None, ["model.backbone.weights=null"])
+    assert cfg["model"]["backbone"]["weights"] is None
 
 
 def test_json_syntax_error_names_file_and_line(tmp_path):
@@ -270,19 +278,65 @@ def test_overrides_apply_nested(tmp_path):
     assert cfg["train"]["warmup"]["learning_rate"] == 0.01
     assert cfg["train"]["warmup"]["epochs"] == 6  # untouched sibling from the file
     assert cfg["input"]["augment"]["color_jitter"] == 0.0
-    assert cfg["model"]["center"] == {"enabled": True, "latent_dim": 64, "ridge_lambda": 1.0}
+    assert cfg["model"]["center"] == {"latent_dim": 64, "ridge_lambda": 1.0, "center_stddev": 1.0}
     assert cfg["output_dir"] == "runs/ovr"
 
 
 def test_override_errors(tmp_path):
     with pytest.raises(ConfigError) as e:
-        load_config(None, ["model.num_prts=3", "seed.x=1", "noequals", "model.num_parts=0"])
+        load_config(None, ["model.num_prts=3", "seed.x=1", "noequals", "model.num_parts=-1"])
     errs = problems(e)
     assert errs[0] == ("model.num_prts: unknown key (did you mean 'num_parts'?) "
                        "(override 'model.num_prts=3')")
     assert errs[1].startswith("seed: is a value, not a section")
     assert "expected KEY=VALUE" in errs[2]
-    assert errs[3] == "model.num_parts: expected an int >= 1, got 0"
+    assert errs[3] == "model.num_parts: expected an int >= 0, got -1"
+
+
+def test_a_section_turned_off_and_on_again():
+    cfg = load_config(None, ["model.center=null"], check_paths=False)
+    assert cfg["model"]["center"] is None
+    cfg = load_config(None, ["model.center=null", "model.center.latent_dim=8"],
+                      check_paths=False)
+    assert cfg["model"]["center"] == {"latent_dim": 8, "ridge_lambda": 1.0, "center_stddev": 1.0}
+    with pytest.raises(ConfigError, match=r"model.cropper: expected a section"):
+        load_config(None, ["model.cropper=null"], check_paths=False)
+
+
+# -- files of the first layout (flat model keys) ---------------------------------------
+
+FLAT = {
+    "input": {"image_size": 64, "local_size": 32, "batch_size": 8},
+    "model": {"backbone": "tiny", "weights": None, "tiny_width": 8, "part_mode": "random",
+              "attention_reduction": 4, "attention_normalize": False, "cnet_hidden": 16,
+              "min_side": 0.3, "boxcar_steepness": 5.0, "boxcar_mask_at": "input_pixels",
+              "boxcar_margin": 0.2, "box_anchor": "cnet", "boxcar_steepness_unit": "relative",
+              "peak_gradient_temperature": 0.2, "num_parts": 3,
+              "embedding": {"normalize": True}, "center": {"enabled": False}},
+}
+SECTIONED = {
+    "input": {"image_size": 64, "batch_size": 8},
+    "model": {"backbone": {"name": "tiny", "weights": None, "tiny_width": 8}, "num_parts": 3,
+              "attention": {"reduction": 4, "normalize": False},
+              "cropper": {"output_size": 32, "box_source": "random", "hidden_units": 16,
+                          "min_side": 0.3, "steepness": 5.0, "mask_at": "input_pixels",
+                          "margin": 0.2, "anchor": "cnet", "steepness_unit": "relative",
+                          "peak_gradient_temperature": 0.2},
+              "embedding": {"normalize": True}, "center": None},
+}
+
+
+def test_a_config_of_flat_model_keys_loads_as_its_sections_with_one_notice(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="sgma_keras"):
+        old = load_config(write(tmp_path, FLAT, "old.json"), check_paths=False)
+    notices = [r.getMessage() for r in caplog.records]
+    assert len(notices) == 1 and "old.json" in notices[0] and "part_mode" in notices[0]
+    assert old == load_config(write(tmp_path, SECTIONED, "new.json"), check_paths=False)
+    # the global branch alone; flat keys given as overrides are read the same way
+    none = load_config(None, ["model.part_mode=none", "input.local_size=112",
+                              "model.center.enabled=true"], check_paths=False)
+    assert none["model"]["num_parts"] == 0 and none["model"]["center"] is not None
+    assert none["model"]["cropper"]["output_size"] == 112
 
 
 def test_list_fields():

@@ -71,10 +71,11 @@ def make_tiny_data(root, semantic_dim=SEM_DIM, num_classes=NUM_CLASSES):
 
 
 def make_tiny_model(semantics, seen_classes=TRAIN_CLASSES):
-    from sgma_keras.model import SGMA
+    from sgma_keras.model import make_sgma
 
-    model = SGMA(semantics, seen_classes, image_size=IMAGE_SIZE, local_size=16, backbone="tiny",
-                 weights=None, tiny_width=4, latent_dim=8)
+    model = make_sgma(semantics, seen_classes, image_size=IMAGE_SIZE,
+                      backbone={"name": "tiny", "weights": None, "tiny_width": 4},
+                      cropper={"output_size": 16}, center={"latent_dim": 8})
     model.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
     return model
 
@@ -84,8 +85,9 @@ def write_config(path, output_dir, **extra):
         "name": "tiny",
         "output_dir": str(output_dir),
         "data": {"source": "builtin"},
-        "input": {"image_size": IMAGE_SIZE, "local_size": 16, "batch_size": 4},
-        "model": {"backbone": "tiny", "weights": None, "tiny_width": 4, "center": {"latent_dim": 8}},
+        "input": {"image_size": IMAGE_SIZE, "batch_size": 4},
+        "model": {"backbone": {"name": "tiny", "weights": None, "tiny_width": 4},
+                  "cropper": {"output_size": 16}, "center": {"latent_dim": 8}},
         "train": {"val_seen_fraction": 0.5},
         "eval": {"visualize_images": 3, "calibration_points": 5},
     }

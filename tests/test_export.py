@@ -214,8 +214,7 @@ def test_class_names_not_matching_semantics(exported, tmp_path, capsys):
 
 def test_checkpoint_not_matching_config(exported, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(build, "load_data", lambda cfg: pytest.fail("data loaded"))
-    config = write_config(tmp_path / "c.json", tmp_path / "run", input={"image_size": 64,
-                                                                       "local_size": 16})
+    config = write_config(tmp_path / "c.json", tmp_path / "run", input={"image_size": 64})
     code, err = _run_cli(["--config", config, "--checkpoint", exported["checkpoint"],
                           "--output", str(tmp_path / "o")], capsys)
     assert code == 1
@@ -415,16 +414,17 @@ def test_raw_semantics_given_at_export_get_the_training_transform(tmp_path):
     of an unseen one) scores in the SavedModel exactly as the trained model scores it."""
     import tensorflow as tf
 
-    from sgma_keras.model import SGMA
+    from sgma_keras.model import make_sgma
     from sgma_keras.semantics import l2_normalize_rows
 
     rng = np.random.default_rng(4)
     codes = rng.choice(2 ** (SEM_DIM - 1), NUM_CLASSES, replace=False)  # distinct classes
     raw = np.stack([[1] + [(c >> i) & 1 for i in range(SEM_DIM - 1)] for c in codes])
     raw = raw.astype("float32")
-    model = SGMA(l2_normalize_rows(raw), TRAIN_CLASSES, image_size=IMAGE_SIZE, local_size=16,
-                 backbone="tiny", weights=None, tiny_width=4, latent_dim=8,
-                 semantics_transform="l2")
+    model = make_sgma(l2_normalize_rows(raw), TRAIN_CLASSES, image_size=IMAGE_SIZE,
+                      backbone={"name": "tiny", "weights": None, "tiny_width": 4},
+                      cropper={"output_size": 16}, center={"latent_dim": 8},
+                      semantics_transform="l2")
     model.build((None, IMAGE_SIZE, IMAGE_SIZE, 3))
     model.center_head.centers.assign(rng.normal(size=(len(TRAIN_CLASSES), 8)))
     checkpoint = str(tmp_path / "model.keras")

@@ -128,21 +128,24 @@ def test_checkpoint_of_another_architecture_is_refused():
     )
     from tests import helpers
 
-    model = helpers.tiny_sgma(num_parts=3, tiny_width=16)
+    model = helpers.tiny_sgma(num_parts=3, backbone={"tiny_width": 16})
     cfg = load_config(None, [f"input.image_size={helpers.IMAGE_SIZE}",
-                             f"input.local_size={helpers.LOCAL_SIZE}", "model.backbone=tiny", "model.weights=null",
-                             "model.num_parts=2", "model.tiny_width=32",
-                             "model.attention_reduction=4", "model.cnet_hidden=8",
+                             f"model.cropper.output_size={helpers.LOCAL_SIZE}",
+                             "model.backbone.name=tiny", "model.backbone.weights=null",
+                             "model.num_parts=2", "model.backbone.tiny_width=32",
+                             "model.attention.reduction=4", "model.cropper.hidden_units=8",
                              "model.center.latent_dim=8"], check_paths=False)
     with pytest.raises(CheckpointError) as caught:
         check_checkpoint_matches(model_description(model), cfg, None, "ckpt.keras")
     message = str(caught.value)
     assert "model.num_parts=3" in message and "model.num_parts=2" in message
-    assert "model.tiny_width=16" in message
+    assert "model.backbone.tiny_width=16" in message
     check_checkpoint_matches(model_description(helpers.tiny_sgma()), load_config(
-        None, [f"input.image_size={helpers.IMAGE_SIZE}", f"input.local_size={helpers.LOCAL_SIZE}",
-               "model.backbone=tiny", "model.weights=null", f"model.tiny_width={helpers.TINY_WIDTH}",
-               "model.attention_reduction=4", "model.cnet_hidden=8",
+        None, [f"input.image_size={helpers.IMAGE_SIZE}",
+               f"model.cropper.output_size={helpers.LOCAL_SIZE}",
+               "model.backbone.name=tiny", "model.backbone.weights=null",
+               f"model.backbone.tiny_width={helpers.TINY_WIDTH}",
+               "model.attention.reduction=4", "model.cropper.hidden_units=8",
                "model.center.latent_dim=8"], check_paths=False))
 
 
@@ -614,22 +617,25 @@ def test_a_stop_swallowed_by_a_finalizer_stops_training_at_the_next_batch():
 
 
 @pytest.mark.parametrize("overrides,channels", [
-    (["model.tiny_width=8", "model.num_parts=40"], "tiny has 32 (4 x model.tiny_width=8)"),
-    (["model.backbone=vgg19", "model.weights=null", "model.num_parts=100000"], "vgg19 has 512 (at its default feature layer)"),
+    (["model.backbone.tiny_width=8", "model.num_parts=40"],
+     "tiny has 32 (4 x model.backbone.tiny_width=8)"),
+    (["model.backbone.name=vgg19", "model.backbone.weights=null", "model.num_parts=100000"],
+     "vgg19 has 512 (at its default feature layer)"),
 ])
 def test_more_parts_than_feature_channels_is_a_config_error(overrides, channels):
     with pytest.raises(ConfigError) as caught:
-        load_config(None, ["model.backbone=tiny", "model.weights=null", *overrides],
+        load_config(None, ["model.backbone.name=tiny", "model.backbone.weights=null", *overrides],
                     check_paths=False)
     assert caught.value.errors == [
         f"model.num_parts: each part is a group of the backbone's feature channels, and "
         f"{channels}; got {overrides[-1].split('=')[1]} parts: expected at most "
         f"{channels.split(' has ')[1].split(' ')[0]}"]
     # At most one channel per part is fine; other taps and part modes are not checked here.
-    load_config(None, ["model.backbone=tiny", "model.weights=null", "model.tiny_width=8",
-                       "model.num_parts=32"], check_paths=False)
-    load_config(None, ["model.backbone=tiny", "model.weights=null", "model.tiny_width=8",
-                       "model.num_parts=40", "model.part_mode=random"], check_paths=False)
+    tiny = ["model.backbone.name=tiny", "model.backbone.weights=null",
+            "model.backbone.tiny_width=8"]
+    load_config(None, [*tiny, "model.num_parts=32"], check_paths=False)
+    load_config(None, [*tiny, "model.num_parts=40", "model.cropper.box_source=random"],
+                check_paths=False)
 
 
 def test_evaluation_cleans_a_killed_one_and_names_a_training_run(tmp_path, caplog, capsys):

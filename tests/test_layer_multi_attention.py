@@ -60,7 +60,7 @@ def test_multi_attention_under_mixed_float16_stays_finite_for_large_activations(
 
 
 def test_multi_attention_rejects_no_parts():
-    with pytest.raises(ValueError, match=r"`num_parts` must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"MultiAttention: num_parts: expected an int >= 1, got 0"):
         MultiAttention(num_parts=0)
 
 

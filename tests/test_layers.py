@@ -384,19 +384,21 @@ def test_random_boxes_lie_inside_the_image():
 
 def test_part_cropper_rejects_an_image_smaller_than_the_crop():
     cropper = PartCropper(num_parts=2, output_size=16)
-    with pytest.raises(ValueError, match=r"smaller than the part crop size 16"):
+    with pytest.raises(ValueError, match=r"output_size: the part crop \(16 px\) must not exceed the image side \(8 px\)"):
         cropper([np.zeros((1, 8, 8, 3), "float32"), np.zeros((1, 2, 2, 2), "float32")])
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(num_parts=0), r"`num_parts` must be >= 1, got 0"),
-        (dict(min_side=0.7, max_side=0.6), r"expected 0 < min_side <= max_side <= 1"),
-        (dict(box_source="grid"), r"`box_source` must be 'attention' or 'random'"),
-        (dict(steepness=0.0), r"`steepness` and `peak_temperature` must be > 0"),
-        (dict(margin=1.5), r"`margin` must be in \[0, 1\], got 1.5"),
-        (dict(mask_at="pixels"), r"`mask_at` must be one of"),
+        (dict(num_parts=0), r"num_parts: expected an int >= 1, got 0"),
+        (dict(min_side=0.7, max_side=0.6), r"min_side: must be <= max_side, got 0.7 > 0.6"),
+        (dict(box_source="grid"), r"box_source: expected one of \"attention\", \"random\""),
+        (dict(steepness=0.0), r"steepness: expected a float > 0, got 0.0"),
+        (dict(margin=1.5), r"margin: expected a float in \[0, 1\], got 1.5"),
+        (dict(mask_at="pixels"), r"mask_at: expected one of \"margin\""),
+        # every problem at once, each named by its argument
+        (dict(num_parts=0, anchor="box"), r"PartCropper: num_parts: .*; anchor: expected one"),
     ],
 )
 def test_part_cropper_bad_arguments(kwargs, match):

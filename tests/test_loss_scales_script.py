@@ -8,7 +8,7 @@ from tests.helpers import _seed, load_benchmark  # noqa: F401
 @pytest.mark.parametrize("path", ["configs/cub.json", "configs/awa.json", "configs/flo.json"])
 def test_paper_configs_are_balanced_at_initialisation(path, capsys):
     script = load_benchmark("loss_scales")
-    result = script.main(["--config", path, "--tiny", "--set", "model.tiny_width=4"])
+    result = script.main(["--config", path, "--tiny", "--set", "model.backbone.tiny_width=4"])
     out = capsys.readouterr().out
     for term in ("L_cls", "L_cct", "L_cpt", "L_div"):
         assert f"| {term} |" in out
@@ -19,7 +19,7 @@ def test_paper_configs_are_balanced_at_initialisation(path, capsys):
 
 def test_the_paper_sums_are_what_was_unbalanced(capsys):
     script = load_benchmark("loss_scales")
-    result = script.main(["--config", "configs/cub.json", "--tiny", "--set", "model.tiny_width=4",
+    result = script.main(["--config", "configs/cub.json", "--tiny", "--set", "model.backbone.tiny_width=4",
                           "--set", "loss.div_reduction=sum", "--set", "loss.cct_weight=1.0"])
     capsys.readouterr()
     cls = result["weighted"]["L_cls"]

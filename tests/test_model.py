@@ -107,11 +107,14 @@ def test_mixed_precision_trains(policy, name):
     np.testing.assert_array_equal(seen_predictions(outputs["scores"]).shape, (8,))
 
 
-@pytest.mark.parametrize("part_mode", ["random", "none"])
+PART_MODES = {"random": dict(cropper={"box_source": "random"}), "none": dict(num_parts=0)}
+
+
+@pytest.mark.parametrize("part_mode", sorted(PART_MODES))
 def test_other_part_modes_train(part_mode):
     """Random boxes (with one shared part backbone) and the global branch alone."""
     x, y = H.easy_batch()
-    model = tiny_sgma(part_mode=part_mode, share_part_backbones=True)
+    model = tiny_sgma(**PART_MODES[part_mode], share_part_backbones=True)
     assert model.multi_attention is None
     before = [numpy(w).copy() for w in model.trainable_weights]
     model.compile(optimizer=keras.optimizers.SGD(0.05))  # SGD: a third of Adam's trace time
@@ -177,32 +180,41 @@ def test_global_view_is_the_pooled_image_and_parts_sample_the_full_image():
 @pytest.mark.parametrize(
     "overrides, match",
     [
-        (dict(num_parts=0), r"`num_parts` \(K\) must be an int >= 1, got 0"),
-        (dict(backbone="vgg20"), r"unknown backbone 'vgg20'; expected one of vgg19, .*tiny"),
-        (dict(image_size=16, local_size=32),
-         r"image \(16 px\) is smaller than the part crop \(32 px\); expected image_size >= "),
+        (dict(num_parts=-1), r"num_parts: expected an int >= 0, got -1"),
+        (dict(backbone={"name": "vgg20"}),
+         r"name: expected one of \"vgg19\", .*\"tiny\", got \"vgg20\""),
+        (dict(image_size=32, cropper={"output_size": 40}),
+         r"output_size: the part crop \(40 px\) must not exceed the image side \(32 px\)"),
         (dict(seen_classes=[0, 2, 6]), r"`seen_classes` must be .* class ids in \[0, 6\)"),
         (dict(seen_classes=[-1, 2]), r"`seen_classes` must be .* class ids in \[0, 6\)"),
         (dict(seen_classes=[]), r"`seen_classes` must be a non-empty list"),
-        (dict(part_mode="grid"), r"`part_mode` must be one of"),
-        (dict(global_size=12), r"`global_size` must be >= 8 px and divide image_size \(32\)"),
+        (dict(cropper={"box_source": "grid"}), r"box_source: expected one of \"attention\""),
+        (dict(global_size=12), r"global_size: must divide image_size \(32\)"),
     ],
 )
 def test_bad_construction_arguments(overrides, match):
-    args = dict(semantics=H.class_semantics(), seen_classes=list(H.SEEN), backbone="tiny",
-                weights=None, image_size=32, local_size=16)
-    args.update(overrides)
     with pytest.raises(ValueError, match=match):
-        SGMA(**args)
+        tiny_sgma(**overrides)
+
+
+def test_pieces_that_do_not_fit_together_are_refused():
+    model = tiny_sgma()
+    pieces = dict(global_backbone=model.global_backbone, embedding=model.embedding,
+                  seen_classes=list(H.SEEN), image_size=32, cropper=model.cropper,
+                  part_backbones=model.part_backbones)
+    with pytest.raises(ValueError, match=r"box_source is 'attention': expected multi_attention"):
+        SGMA(**pieces)
+    with pytest.raises(ValueError, match=r"3 part backbones for 2 parts; expected 1 or 2"):
+        SGMA(**{**pieces, "part_backbones": (model.part_backbones * 2)[:3]},
+             multi_attention=model.multi_attention)
 
 
 def test_bad_backbone_weights_and_semantics_width():
-    with pytest.raises(ValueError, match=r"Unknown backbone 'resnet18'; expected one of vgg19"):
+    with pytest.raises(ValueError, match=r"name: expected one of \"vgg19\".* got \"resnet18\""):
         make_backbone("resnet18", 32)
-    with pytest.raises(ValueError, match=r"no ImageNet weights; use weights=None"):
-        SGMA(H.class_semantics(), list(H.SEEN), backbone="tiny", weights="imagenet",
-             image_size=32, local_size=16)
-    model = tiny_sgma(part_mode="none")
+    with pytest.raises(ValueError, match=r"the tiny backbone has no ImageNet weights"):
+        tiny_sgma(backbone={"weights": "imagenet"})
+    model = tiny_sgma(num_parts=0)
     with pytest.raises(ValueError, match=r"has width 5, but the model was built for .* width 8"):
         model.set_class_semantics(np.ones((3, 5), "float32"))
     with pytest.raises(ValueError, match=r"`seen_rows` must have one entry per class \(3\)"):
@@ -257,7 +269,7 @@ def test_set_class_semantics_without_retraining():
 def test_set_class_semantics_without_the_center_branch_round_trips():
     """Swapping to unseen classes only, then back, and reloading in between."""
     x, _ = H.easy_batch()
-    model = tiny_sgma(part_mode="none", center_enabled=False)
+    model = tiny_sgma(num_parts=0, center=None)
     phi = H.class_semantics()
     full = numpy(model(x)["scores"])
     model.set_class_semantics(phi[list(H.UNSEEN)])
@@ -293,7 +305,7 @@ def test_classes_added_by_raw_vectors_get_the_training_transform(center):
     that class: the model scales it to unit norm, as the loader did the training ones."""
     x, _ = H.easy_batch()
     raw, stored = _raw_attributes()
-    model = tiny_sgma(semantics=stored, semantics_transform="l2", center_enabled=center)
+    model = tiny_sgma(semantics=stored, semantics_transform="l2", center={} if center else None)
     if center:  # centres far from their initial values, so the transfer matters
         model.center_head.centers.assign(np.random.default_rng(1).normal(size=(4, 8)))
     full = _outputs(model, x)
@@ -351,23 +363,16 @@ def test_gzsl_roles_follow_the_classes_when_the_class_set_changes():
     np.testing.assert_array_equal(model.seen_classes, [2, 4, 1, 3])
 
 
-def test_the_semantics_transform_travels_with_the_model_and_is_inferred_for_old_files():
+def test_the_semantics_transform_travels_with_the_model():
     raw, stored = _raw_attributes()
-    model = tiny_sgma(semantics=stored, semantics_transform="l2", part_mode="none")
+    model = tiny_sgma(semantics=stored, semantics_transform="l2", num_parts=0)
     config = model.get_config()
     assert config["semantics_transform"] == "l2"
     assert SGMA.from_config(config).semantics_transform == "l2"
-    # A file saved without the key: unit-norm rows were normalised by the loader (the
-    # default), other rows were used as given.
-    del config["semantics_transform"]
-    assert SGMA.from_config(config).semantics_transform == "l2"
-    plain = tiny_sgma(semantics=raw, part_mode="none").get_config()
-    assert plain["semantics_transform"] is None
-    del plain["semantics_transform"]
-    legacy = SGMA.from_config(plain)
-    assert legacy.semantics_transform is None
-    legacy.add_classes(raw[:1], ["copy"])
-    np.testing.assert_array_equal(legacy.semantics[-1], raw[0])
+    plain = SGMA.from_config(tiny_sgma(semantics=raw, num_parts=0).get_config())
+    assert plain.semantics_transform is None
+    plain.add_classes(raw[:1], ["copy"])
+    np.testing.assert_array_equal(plain.semantics[-1], raw[0])
 
 
 def test_semantics_transform_arguments_are_checked():
@@ -411,7 +416,7 @@ def test_copies_start_parts_and_the_attention_backbone_from_the_global_one():
 @pytest.mark.parametrize("reach", [True, False])
 def test_map_losses_reach_the_backbone_only_when_asked(reach):
     """`map_losses_reach_backbone=False` stops the feature map's gradient into the
-    attention subnet: L_cpt + L_div then train MultiAttention alone (issue 14)."""
+    attention subnet: L_cpt + L_div then train MultiAttention alone."""
     from sgma_keras import losses
 
     model = tiny_sgma(map_losses_reach_backbone=reach)

@@ -174,9 +174,9 @@ def test_pip_install_into_a_fresh_venv_then_console_commands(tmp_path):
     tiny = {
         "data.builtin.cache_dir": str(tmp_path / "data"), "data.builtin.num_images": 96,
         "data.builtin.num_classes": 8, "data.builtin.num_unseen": 2,
-        "data.builtin.image_size": 48, "input.image_size": 32, "input.local_size": 16,
-        "input.batch_size": 8, "model.tiny_width": 4, "model.center.latent_dim": 8,
-        "model.cnet_hidden": 8, "train.warmup.epochs": 1, "train.joint.epochs": 1,
+        "data.builtin.image_size": 48, "input.image_size": 32, "model.cropper.output_size": 16,
+        "input.batch_size": 8, "model.backbone.tiny_width": 4, "model.center.latent_dim": 8,
+        "model.cropper.hidden_units": 8, "train.warmup.epochs": 1, "train.joint.epochs": 1,
         "train.init.num_images": 16, "train.steps_per_epoch": 2,
     }
     # On a terminal 100 columns wide: every line drawn fits it (the progress line

@@ -350,7 +350,7 @@ def test_rank_modes():
 
 # configs/demo.json (32 classes, 8 unseen: chance 12.5%) at a smaller input and fewer
 # epochs. Measured (TensorFlow, seed 0): see LEARNING_MARGIN.
-LEARNING = {"input.image_size": 64, "input.local_size": 32, "train.warmup.epochs": 6,
+LEARNING = {"input.image_size": 64, "model.cropper.output_size": 32, "train.warmup.epochs": 6,
             "train.joint.epochs": 2}
 # Asserted: accuracy >= chance + 15 points. Measured 43.8%, 46.3%, 50.2% (three runs, seed
 # 0, TensorFlow, ~50-90 s on 2 shared cores, as merges changed the training code) against

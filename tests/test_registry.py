@@ -33,8 +33,8 @@ def dummy_source():
 def dummy_backbone():
     calls = []
 
-    @register_backbone("dummy", channels=lambda model: model["tiny_width"],
-                       channels_note="model.tiny_width={tiny_width}", imagenet=False)
+    @register_backbone("dummy", channels=lambda backbone: backbone["tiny_width"],
+                       channels_note="model.backbone.tiny_width={tiny_width}", imagenet=False)
     def dummy(input_size, *, weights, feature_layer, tiny_width, model_name):
         calls.append((input_size, weights, feature_layer, tiny_width, model_name))
         inputs = keras.Input((input_size, input_size, 3))
@@ -80,26 +80,28 @@ def test_an_unregistered_source_is_refused(dummy_source):
 
 
 def test_a_registered_backbone_is_a_config_choice_with_its_channels(dummy_backbone):
-    assert "dummy" in SCHEMA["model"]["backbone"].choices
-    base = ["model.backbone=dummy", "model.weights=null", "model.tiny_width=8"]
-    assert load_config(None, [*base, "model.num_parts=8"])["model"]["backbone"] == "dummy"
+    assert "dummy" in SCHEMA["model"]["backbone"]["name"].choices
+    base = ["model.backbone.name=dummy", "model.backbone.weights=null",
+            "model.backbone.tiny_width=8"]
+    cfg = load_config(None, [*base, "model.num_parts=8"])
+    assert cfg["model"]["backbone"]["name"] == "dummy"
     with pytest.raises(ConfigError) as caught:
         load_config(None, [*base, "model.num_parts=9"])
     assert caught.value.errors == [
         "model.num_parts: each part is a group of the backbone's feature channels, and "
-        "dummy has 8 (model.tiny_width=8); got 9 parts: expected at most 8"]
-    with pytest.raises(ConfigError, match=r"model.weights: the dummy backbone has no "
+        "dummy has 8 (model.backbone.tiny_width=8); got 9 parts: expected at most 8"]
+    with pytest.raises(ConfigError, match=r"model.backbone.weights: the dummy backbone has no "
                                           r"ImageNet weights"):
-        load_config(None, ["model.backbone=dummy"])
+        load_config(None, ["model.backbone.name=dummy"])
 
 
 def test_make_backbone_and_sgma_reach_a_registered_backbone(dummy_backbone):
     net = make_backbone("dummy", 32, tiny_width=4, model_name="b")
     assert dummy_backbone == [(32, None, None, 4, "b")]
     assert tuple(net.output.shape) == (None, 4, 4, 4)
-    with pytest.raises(ValueError, match=r"The dummy backbone has no ImageNet weights"):
+    with pytest.raises(ValueError, match=r"the dummy backbone has no ImageNet weights"):
         make_backbone("dummy", 32, weights="imagenet")
-    model = H.tiny_sgma(backbone="dummy")
+    model = H.tiny_sgma(backbone={"name": "dummy"})
     assert [call[0] for call in dummy_backbone[1:]] == [32, 16, 16]  # global, 2 parts
     assert model.global_backbone.name == "global_backbone"
     assert tuple(model.part_backbone(1).output.shape) == (None, 2, 2, 4)

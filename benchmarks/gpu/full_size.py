@@ -58,8 +58,10 @@ MODELS = {
                  num_unseen=10, semantic_dim=85, extra={}),
     # The test-suite's tiny shapes: the dry run checks the plumbing, not the speed.
     "tiny": dict(backbone="tiny", image_size=32, local_size=16, num_classes=6, num_unseen=2,
-                 semantic_dim=8, extra=dict(tiny_width=4, attention_reduction=4,
-                                            cnet_hidden=8, latent_dim=8)),
+                 semantic_dim=8, extra=dict(backbone={"tiny_width": 4},
+                                            attention={"reduction": 4},
+                                            cropper={"hidden_units": 8},
+                                            center={"latent_dim": 8})),
 }
 
 
@@ -166,7 +168,7 @@ def _seed(backend, seed=0):
 def _make_model(name):
     import numpy as np
 
-    from sgma_keras.model import SGMA
+    from sgma_keras.model import make_sgma
 
     spec = MODELS[name]
     rng = np.random.default_rng(0)
@@ -174,9 +176,14 @@ def _make_model(name):
     semantics = (rng.random((classes, dim)) < 0.3).astype("float32")
     semantics[np.arange(classes), rng.integers(0, dim, classes)] = 1.0  # no empty row
     seen = np.arange(classes - spec["num_unseen"])
-    model = SGMA(semantics=semantics, seen_classes=seen, image_size=spec["image_size"],
-                 local_size=spec["local_size"], backbone=spec["backbone"], weights=None,
-                 num_parts=2, seed=0, **spec["extra"])
+    model = make_sgma(semantics=semantics, seen_classes=seen, image_size=spec["image_size"],
+                      num_parts=2, seed=0,
+                      **{section: {**values, **spec["extra"].get(section, {})}
+                         for section, values in (
+                             ("backbone", {"name": spec["backbone"], "weights": None}),
+                             ("cropper", {"output_size": spec["local_size"]}))},
+                      **{k: v for k, v in spec["extra"].items()
+                         if k not in ("backbone", "cropper")})
     return model, seen
 
 
@@ -267,7 +274,8 @@ def run_worker(spec, result_path):
             record["phase"] = f"batch {batch}: inputs"
             batches = pool(batch, 4 if spec.get("measure_losses") else 2)
             if spec.get("measure_losses"):
-                record["losses"] = losses = dict(weights=dict(model.loss_weights_))
+                record["losses"] = losses = dict(weights={
+                    term: model.loss_settings[f"{term}_weight"] for term in WEIGHT_KEYS.values()})
                 probe = batches[0][0][:4]
                 try:
                     boxes_init = boxes(probe)

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from sgma_keras.arguments import CLASS_CENTER
 from sgma_keras.tensor_cache import cached_constant
 from sgma_keras.layers.semantic_embedding import l2_normalize, as_semantic_matrix
 
@@ -62,6 +63,8 @@ class ClassCenterHead(keras.layers.Layer):
         semantics: (num_classes, dim) semantics of the classes to score.
         latent_dim: size of the latent space.
         ridge_lambda: ridge penalty of the transfer.
+        center_stddev: standard deviation of the initial learned centres (they are
+            L2-normalised where used: a larger one makes them move slower).
 
     Example:
 
@@ -72,16 +75,14 @@ class ClassCenterHead(keras.layers.Layer):
     ((2, 16), (2, 6))
     """
 
-    def __init__(self, seen_semantics, semantics, latent_dim=256, ridge_lambda=1.0, **kwargs):
+    def __init__(self, seen_semantics, semantics, latent_dim=256, ridge_lambda=1.0,
+                 center_stddev=1.0, **kwargs):
+        values = CLASS_CENTER.check(locals())
         super().__init__(**kwargs)
         self.seen_semantics = as_semantic_matrix(seen_semantics, owner="ClassCenterHead")
-        self.latent_dim = int(latent_dim)
-        self.ridge_lambda = float(ridge_lambda)
-        if self.latent_dim < 1 or self.ridge_lambda < 0:
-            raise ValueError(
-                "ClassCenterHead: expected latent_dim >= 1 and ridge_lambda >= 0, got "
-                f"{latent_dim} and {ridge_lambda}."
-            )
+        self.latent_dim = values["latent_dim"]
+        self.ridge_lambda = values["ridge_lambda"]
+        self.center_stddev = values["center_stddev"]
         self.set_semantics(semantics)
 
     @property
@@ -107,7 +108,7 @@ class ClassCenterHead(keras.layers.Layer):
         self.projection_bias = self.add_weight((self.latent_dim,), "zeros", name="projection_bias")
         self.centers = self.add_weight(
             (self.num_seen, self.latent_dim),
-            keras.initializers.RandomNormal(stddev=1.0),
+            keras.initializers.RandomNormal(stddev=self.center_stddev),
             name="centers",
         )
 
@@ -133,5 +134,6 @@ class ClassCenterHead(keras.layers.Layer):
             semantics=self.semantics.tolist(),
             latent_dim=self.latent_dim,
             ridge_lambda=self.ridge_lambda,
+            center_stddev=self.center_stddev,
         )
         return config

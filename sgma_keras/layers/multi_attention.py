@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from sgma_keras.arguments import MULTI_ATTENTION
+
 
 @keras.saving.register_keras_serializable(package="sgma_keras")
 class MultiAttention(keras.layers.Layer):
@@ -35,18 +37,10 @@ class MultiAttention(keras.layers.Layer):
     """
 
     def __init__(self, num_parts=2, reduction=16, normalize=True, **kwargs):
+        values = MULTI_ATTENTION.check(locals())
         super().__init__(**kwargs)
-        if int(num_parts) < 1:
-            raise ValueError(
-                f"MultiAttention: `num_parts` must be an int >= 1, got {num_parts}."
-            )
-        if int(reduction) < 1:
-            raise ValueError(
-                f"MultiAttention: `reduction` must be an int >= 1, got {reduction}."
-            )
-        self.num_parts = int(num_parts)
-        self.reduction = int(reduction)
-        self.normalize = bool(normalize)
+        for name, value in values.items():
+            setattr(self, name, value)
 
     def build(self, input_shape):
         if len(input_shape) != 4 or input_shape[-1] is None:
@@ -173,9 +167,7 @@ class MultiAttention(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            num_parts=self.num_parts, reduction=self.reduction, normalize=self.normalize
-        )
+        config.update({name: getattr(self, name) for name in MULTI_ATTENTION.names})
         return config
 
 

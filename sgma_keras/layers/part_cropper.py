@@ -3,6 +3,9 @@
 import keras
 from keras import ops
 
+from sgma_keras.arguments import PART_CROPPER, crop_fits_image
+from sgma_keras.upgrade import upgrade_layer_config
+
 
 def bilinear_sample(images, y, x):
     """Samples `images` at pixel coordinates with bilinear interpolation.
@@ -216,10 +219,6 @@ def footprint_grid_sample(images, y, x, footprint_y, footprint_x, taps=4, scale_
     return ops.transpose(out, (0, 1, 3, 2, 4))
 
 
-MASK_AT = ("margin", "input_pixels", "sample_points")
-ANCHORS = ("peak", "cnet")
-
-
 def _finite_or_outside(coordinates):
     """NaN / inf coordinates (a diverged box) moved outside the image, where they read
     zeros: cast to int32, a NaN becomes an arbitrary gather index (an out-of-range
@@ -261,6 +260,9 @@ class PartCropper(keras.layers.Layer):
     can pull the box (see `crop`). No full-resolution masked copy of the image
     is ever made: the mask is folded into the separable interpolation weights.
 
+    The arguments, their ranges and their config docs are declared once in
+    `sgma_keras.arguments.PART_CROPPER` (the config section `model.cropper`).
+
     Args:
         num_parts: K.
         output_size: side of the zoomed part images (the local input size).
@@ -278,8 +280,7 @@ class PartCropper(keras.layers.Layer):
             (straight-through: the box position is unchanged, the map keeps a
             gradient once it is peaky). At 28x28, ||d(t_x, t_y)/dM|| is 0.45 on
             an init-like map and 5e-4 on a peaky one without it, 0.075 and 0.13
-            with 0.2 (`benchmarks/peak_gradient.py`). Default 0.2 (a model
-            saved before this argument loads with None, as it was trained).
+            with 0.2 (`benchmarks/peak_gradient.py`). Default None (off).
         mask_at: "margin" (the grid spans the box plus `margin` of its side
             on each side; V at the sample points, its edge's logistic scale
             max(1/k, one output sample): a box gradient resolved at sub-pixel
@@ -287,9 +288,9 @@ class PartCropper(keras.layers.Layer):
             spanning the box: with a 0.2 px edge its box gradient flips sign as
             the box moves by a fraction of a pixel; kept for models trained
             with it) or "sample_points" (V at the sample points of a grid
-            spanning the box: nothing outside the box is read). Files saved
-            before this argument load with "sample_points" and no peak gradient
-            temperature, i.e. as they were trained.
+            spanning the box: nothing outside the box is read; files saved
+            without `mask_at` load with it, as they were trained:
+            `sgma_keras.upgrade`).
         margin: the grid's margin past each box edge, as a share of the box
             side ("margin" mode only). 0.125: the box fills the central 80% of
             the part image; at 448 px -> 224 px parts and a 0.425 side the
@@ -328,69 +329,22 @@ class PartCropper(keras.layers.Layer):
         margin=0.125,
         **kwargs,
     ):
+        values = PART_CROPPER.check(locals())
         # Coordinates need float32 even under mixed precision (a 448 px image
         # in float16 would snap boxes to quarter pixels).
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        if int(num_parts) < 1:
-            raise ValueError(f"PartCropper: `num_parts` must be >= 1, got {num_parts}.")
-        if not 0.0 < min_side <= max_side <= 1.0:
-            raise ValueError(
-                "PartCropper: expected 0 < min_side <= max_side <= 1, got "
-                f"min_side={min_side}, max_side={max_side}."
-            )
-        if box_source not in ("attention", "random"):
-            raise ValueError(
-                f"PartCropper: `box_source` must be 'attention' or 'random', got {box_source!r}."
-            )
-        if steepness <= 0 or peak_temperature <= 0:
-            raise ValueError(
-                "PartCropper: `steepness` and `peak_temperature` must be > 0, got "
-                f"{steepness} and {peak_temperature}."
-            )
-        if steepness_unit not in ("pixel", "relative"):
-            raise ValueError(
-                "PartCropper: `steepness_unit` must be 'pixel' or 'relative', got "
-                f"{steepness_unit!r}."
-            )
-        if anchor not in ANCHORS:
-            raise ValueError(f"PartCropper: `anchor` must be one of {ANCHORS}, got {anchor!r}.")
-        if mask_at not in MASK_AT:
-            raise ValueError(f"PartCropper: `mask_at` must be one of {MASK_AT}, got {mask_at!r}.")
-        if not 0.0 <= margin <= 1.0:
-            raise ValueError(f"PartCropper: `margin` must be in [0, 1], got {margin}.")
-        if peak_gradient_temperature is not None and peak_gradient_temperature <= 0:
-            raise ValueError(
-                "PartCropper: `peak_gradient_temperature` must be > 0 or None, got "
-                f"{peak_gradient_temperature}."
-            )
-        self.num_parts = int(num_parts)
-        self.output_size = int(output_size)
-        self.hidden_units = int(hidden_units)
-        self.min_side = float(min_side)
-        self.max_side = float(max_side)
-        self.steepness = float(steepness)
-        self.peak_temperature = float(peak_temperature)
-        self.box_source = box_source
-        self.seed = seed
-        self.steepness_unit = steepness_unit
-        self.mask_at = mask_at
-        self.anchor = anchor
-        self.margin = float(margin)
-        self.peak_gradient_temperature = (
-            None if peak_gradient_temperature is None else float(peak_gradient_temperature)
-        )
+        for name, value in values.items():
+            setattr(self, name, value)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape):
         image_shape, map_shape = input_shape
         height, width = image_shape[1], image_shape[2]
-        if height is not None and min(height, width) < self.output_size:
-            raise ValueError(
-                f"PartCropper: the input image ({height}x{width}) is smaller than "
-                f"the part crop size {self.output_size}; expected an image side >= "
-                "the local input size."
-            )
+        problem = crop_fits_image(self.output_size, None if height is None
+                                  else min(height, width))
+        if problem:
+            raise ValueError(f"PartCropper: {problem}.")
         if map_shape[-1] != self.num_parts:
             raise ValueError(
                 f"PartCropper: expected {self.num_parts} attention maps, got "
@@ -587,27 +541,9 @@ class PartCropper(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            num_parts=self.num_parts,
-            output_size=self.output_size,
-            hidden_units=self.hidden_units,
-            min_side=self.min_side,
-            max_side=self.max_side,
-            steepness=self.steepness,
-            peak_temperature=self.peak_temperature,
-            box_source=self.box_source,
-            seed=self.seed,
-            steepness_unit=self.steepness_unit,
-            peak_gradient_temperature=self.peak_gradient_temperature,
-            mask_at=self.mask_at,
-            anchor=self.anchor,
-            margin=self.margin,
-        )
+        config.update({name: getattr(self, name) for name in PART_CROPPER.names})
         return config
-
-    # A layer saved before these options existed loads with what it was trained with.
-    LEGACY_ARGS = {"mask_at": "sample_points", "peak_gradient_temperature": None}
 
     @classmethod
     def from_config(cls, config):
-        return cls(**{**cls.LEGACY_ARGS, **config})
+        return cls(**upgrade_layer_config("PartCropper", config))

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from sgma_keras.arguments import SEMANTIC_EMBEDDING
 from sgma_keras.tensor_cache import cached_constant
 
 
@@ -59,13 +60,12 @@ class SemanticEmbedding(keras.layers.Layer):
     """
 
     def __init__(self, semantics, normalize=False, scale=16.0, learn_scale=True, **kwargs):
+        values = SEMANTIC_EMBEDDING.check(locals())
         super().__init__(**kwargs)
         self.semantics = as_semantic_matrix(semantics)
-        self.normalize = bool(normalize)
-        self.initial_scale = float(scale)
-        self.learn_scale = bool(learn_scale)
-        if self.initial_scale <= 0:
-            raise ValueError(f"SemanticEmbedding: `scale` must be > 0, got {scale}.")
+        self.normalize = values["normalize"]
+        self.initial_scale = values["scale"]  # `scale` is the weight
+        self.learn_scale = values["learn_scale"]
 
     @property
     def num_classes(self):

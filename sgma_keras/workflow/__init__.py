@@ -6,10 +6,9 @@ any cycle, imports inside functions included):
     terminal     terminal width, log lines wrapped to it (imports no framework)
     files        a checkpoint file read without Keras, folders a failed command
                  created taken back (imports no framework)
-    model_args   the table config key -> SGMA argument (and the architecture keys)
     protocol     which images and classes training, validation and test see
     checkpoints  run folder, crash-safe saving callbacks, checkpoint read/check/load
-    build        config -> model (one table of config key -> constructor argument),
+    build        config -> model (the model sections are its pieces' arguments),
                  optimizer, datasets
     predictions  a model run over a split, in order (scores, boxes, maps)
     evaluation   test report: ZSL, GZSL, calibration on validation, AUSUC, figures

@@ -1,9 +1,7 @@
 """Config -> objects: the model, its optimizer, the dataset and the input pipelines.
 
-`MODEL_ARGS` (in `workflow.model_args`) is the one table from config keys to `SGMA`
-constructor arguments; the model passes its arguments on to its layers through `sgma_keras.model.LAYER_ARGS`.
-`tests/test_build.py` checks that every constructor argument of `SGMA` and of its
-layers is reachable from a config key this way, or is listed as deliberately internal.
+The config's model sections are the arguments of the model's pieces
+(`sgma_keras.arguments`); `sgma_keras.model.make_sgma` builds the pieces from them.
 """
 
 import keras
@@ -11,10 +9,8 @@ import keras
 from sgma_keras.data import load_dataset
 from sgma_keras.data.loader import semantics_transform
 from sgma_keras.data.pipeline import make_dataset
-from sgma_keras.model import SGMA
+from sgma_keras.model import make_sgma
 from sgma_keras.optimizers import AlternatingAdam, AlternatingSGD, CoupledAdam, CoupledSGD
-from sgma_keras.workflow.model_args import MODEL_ARGS
-
 
 
 def config_value(cfg, key):
@@ -25,9 +21,12 @@ def config_value(cfg, key):
     return node
 
 
-def model_kwargs(cfg):
-    """The `SGMA` keyword arguments the config sets (`MODEL_ARGS`)."""
-    return {arg: config_value(cfg, key) for key, arg in MODEL_ARGS.items()}
+def model_sections(cfg):
+    """`make_sgma`'s keyword arguments from a resolved config: the input sizes, the
+    `model` keys and sections, the `loss` section and the run's seed."""
+    return dict(cfg["model"], image_size=cfg["input"]["image_size"],
+                global_size=cfg["input"]["global_size"], loss=dict(cfg["loss"]),
+                seed=cfg["seed"])
 
 
 def build_model(cfg, data, seen_classes):
@@ -37,12 +36,10 @@ def build_model(cfg, data, seen_classes):
     loader's transform for class vectors given after training.
     """
     names = getattr(data, "class_names", None)
-    kwargs = model_kwargs(cfg)
-    if kwargs["gamma_cc"] is None:  # chosen on validation after training; equal weight until then
-        kwargs["gamma_cc"] = 1.0
-    return SGMA(semantics=data.semantics, seen_classes=seen_classes,
-                class_names=None if names is None else list(names),
-                semantics_transform=semantics_transform(cfg["data"]), **kwargs)
+    return make_sgma(data.semantics, seen_classes,
+                     class_names=None if names is None else list(names),
+                     semantics_transform=semantics_transform(cfg["data"]),
+                     **model_sections(cfg))
 
 
 def make_optimizer(train_cfg, learning_rate=None, alternate_steps=None):

@@ -54,14 +54,14 @@ from sgma_keras.atomic_io import (
     write_json_atomic,
     write_text_atomic,
 )
-from sgma_keras.config import save_resolved_config
+from sgma_keras.config import architecture_keys, save_resolved_config
 from sgma_keras.errors import UserError
+from sgma_keras.upgrade import saved_semantics, saved_settings, upgrade_run_config
 from sgma_keras.workflow.files import (  # noqa: F401  (CheckpointError: raised here too)
     CheckpointError,
     default_checkpoint_path,
     read_checkpoint_config,
 )
-from sgma_keras.workflow.model_args import ARCHITECTURE_KEYS
 
 log = logging.getLogger("sgma_keras")
 
@@ -331,7 +331,7 @@ def accept_run_config(folder, cfg, allow_change=False):
     if os.path.exists(config_path):
         try:
             with open(config_path) as handle:
-                old = json.load(handle)
+                old = upgrade_run_config(json.load(handle), config_path)
         except (OSError, ValueError) as error:
             raise RunConfigChanged(
                 f"Cannot read {config_path!r} ({error}); the run folder's config is unknown. "
@@ -341,7 +341,7 @@ def accept_run_config(folder, cfg, allow_change=False):
     if diffs:
         lines = "\n".join(f"  - {k}: {json.dumps(a, default=str)} -> "
                           f"{json.dumps(b, default=str)}" for k, (a, b) in diffs.items())
-        fixed = [k for k in diffs if k in ARCHITECTURE_KEYS]
+        fixed = [k for k in diffs if k in architecture_keys()]
         if fixed:
             raise RunConfigChanged(
                 f"Run folder {folder.root!r} holds a model of another architecture; the "
@@ -688,7 +688,7 @@ def run_write_bytes(model, cfg, optimizer_slots=2, root=None):
     parts["logs"] = 1024 * epochs
     if train_cfg["tensorboard"]:
         size = cfg["input"]["image_size"]
-        maps = model.num_parts if getattr(model, "part_mode", None) == "attention" else 0
+        maps = model.num_parts if getattr(model, "box_source", None) == "attention" else 0
         # 4 validation images and their part overlays per joint epoch, as PNG: at most raw.
         images = 4 * size * size * (maps + 1) * 3 if maps else 0
         parts["tensorboard"] = 8192 * epochs + images * int(train_cfg["joint"].get("epochs", 0))
@@ -748,7 +748,7 @@ def describe_checkpoint(saved):
     """The facts `check_checkpoint_matches` compares, from `read_checkpoint_config`."""
     seen = saved.get("seen_classes")
     return {
-        "semantics": np.asarray(saved["semantics"], dtype="float32"),
+        "semantics": np.asarray(saved_semantics(saved), dtype="float32"),
         "seen_classes": None if seen is None else np.asarray(seen, dtype="int64"),
         "image_size": int(saved["image_size"]),
         "arguments": saved,
@@ -756,18 +756,27 @@ def describe_checkpoint(saved):
 
 
 def architecture_differences(arguments, cfg):
-    """[(config key, model's value, config's value)] of `ARCHITECTURE_KEYS` that differ.
+    """[(config key, model's value, config's value)] of the architecture keys that
+    differ (`config.architecture_keys`), the class-center branch's presence included.
 
-    Settings that do not apply are skipped: `tiny_width` of another backbone, a
-    null `global_size` or `feature_layer` (the model's default).
+    `arguments`: a saved SGMA config (either layout). Settings that do not apply are
+    skipped: `tiny_width` of another backbone, a null `global_size` or
+    `feature_layer` (the model's default), a piece the model does not have.
     """
+    saved = saved_settings(arguments)
     flat = flat_config(cfg)
     found = []
-    for key, arg in ARCHITECTURE_KEYS.items():
-        if arg not in arguments or key not in flat or key == "input.image_size":
+    if "model.center" in saved or (cfg.get("model") or {}).get("center", {}) is None:
+        theirs = "null" if saved.get("model.center", {}) is None else "on"
+        ours = "null" if cfg["model"]["center"] is None else "on"
+        if theirs != ours:
+            found.append(("model.center", theirs, ours))
+    for key in sorted(architecture_keys()):
+        if key not in saved or key not in flat or key == "input.image_size":
             continue
-        theirs, ours = arguments[arg], flat[key]
-        if ours is None or (arg == "tiny_width" and flat.get("model.backbone") != "tiny"):
+        theirs, ours = saved[key], flat[key]
+        if ours is None or (key == "model.backbone.tiny_width"
+                            and flat.get("model.backbone.name") != "tiny"):
             continue
         same = (math.isclose(float(theirs), float(ours), rel_tol=1e-6)
                 if isinstance(ours, float) and isinstance(theirs, (int, float)) else theirs == ours)

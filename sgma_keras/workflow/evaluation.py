@@ -197,7 +197,8 @@ def _draw_figures(model, kept, labels, data, output_dir, count, predictions=None
                                   f"{min(count, len(labels))} test images")
         files["attention_png"] = ATTENTION_PNG
     else:
-        skipped["attention_png"] = f"model.part_mode={model.part_mode!r} has no attention maps"
+        skipped["attention_png"] = ("the model has no attention maps (boxes: "
+                                    f"{model.box_source or 'no parts'})")
     if model.cropper is not None and kept["boxes"] is not None:
         parts = model.cropper.crop(kept["images"], kept["boxes"])
         seen = set(np.asarray(seen_classes).tolist())
@@ -208,7 +209,7 @@ def _draw_figures(model, kept, labels, data, output_dir, count, predictions=None
                         title=f"{data.name}: part crops (what each part branch sees)")
         files["parts_png"] = PARTS_PNG
     else:
-        skipped["parts_png"] = f"model.part_mode={model.part_mode!r} crops no parts"
+        skipped["parts_png"] = "the model has no parts (model.num_parts=0)"
     return files, skipped
 
 

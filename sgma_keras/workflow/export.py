@@ -23,7 +23,7 @@ Signatures (`tf.saved_model.load(DIR).signatures[...]`, or TF-Serving):
   `[None]` (the argmax of `calibrated_scores`: the calibrated generalized zero-shot
   prediction, evaluation's `gzsl_cal_*` rule), `predicted_name` string `[None]`,
   `boxes` float32 `[None, K, 3]` (part squares `(t_x, t_y, t_s)`, centre and side
-  relative to the image; K = 0 for `part_mode="none"`) and, with attention,
+  relative to the image; K = 0 without parts) and, with attention,
   `attention_maps` float32 `[None, h, w, K]`.
 - `class_info`: no inputs; `class_names` string `[N]`, `semantics` float32
   `[N, dim]` (stored form: see `semantics_transform` in sgma_export.json),
@@ -100,7 +100,7 @@ class ExportError(UserError):
 # part mode, float32 and mixed precision, measured) and close variants TensorFlow may
 # lower the same Keras ops to. All compute on tensors and the model's own variables.
 SAVED_MODEL_OPS = frozenset({
-    # measured in exports of every model.backbone, part_mode and precision
+    # measured in exports of every backbone, box source and precision
     "AddV2", "ArgMax", "AssignVariableOp", "AvgPool", "BatchMatMulV2", "BiasAdd",
     "BroadcastTo", "Cast", "ConcatV2", "Const", "Conv2D", "Einsum", "ExpandDims", "Fill",
     "Floor", "FloorMod", "GatherV2", "Greater", "GreaterEqual", "Identity", "IsFinite",
@@ -295,7 +295,7 @@ def _write_saved_model(model, path, class_names, metadata):
     names = tf.constant(list(class_names), dtype=tf.string)
     semantics = tf.constant(np.asarray(model.semantics, dtype="float32"))
     is_seen = tf.constant(_is_seen(model))
-    num_parts = model.num_parts if model.part_mode != "none" else 0
+    num_parts = model.num_parts
     calibration = model.calibration
     gamma = tf.constant(0.0 if calibration is None else float(calibration), tf.float32)
     calibrated_mask = np.asarray(model.gzsl_seen_mask, bool)
@@ -383,7 +383,7 @@ def _write_saved_model(model, path, class_names, metadata):
         "class_names": list(class_names),
         "seen_classes": np.flatnonzero(_is_seen(model)).tolist(),
         "num_parts": num_parts,
-        "backbone": model.backbone_name,
+        "backbone": (model.backbone or {}).get("name"),
         "class_names_file": f"assets.extra/{CLASS_NAMES_FILE}",
         "semantics_file": f"assets.extra/{SEMANTICS_FILE}",
         "semantics_transform": model.semantics_transform,

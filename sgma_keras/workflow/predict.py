@@ -46,6 +46,7 @@ from sgma_keras.data.zsl_data import ImageSplit
 from sgma_keras.errors import UserError
 from sgma_keras.plots import plot_attention_grid
 from sgma_keras.text_input import MiB, read_text
+from sgma_keras.upgrade import saved_semantics
 from sgma_keras.workflow.checkpoints import load_checkpoint, read_checkpoint_config
 from sgma_keras.workflow.export import EXPORT_JSON, untrusted_ops
 from sgma_keras.workflow.predictions import to_numpy
@@ -329,7 +330,7 @@ class Predictions:
         if self.images is None or self.attention_maps is None or self.boxes is None:
             raise PredictError(
                 "Figures need the images (predict(..., keep_images=True)) and a model "
-                "with attention maps and part boxes (part_mode 'attention')."
+                "with attention maps and part boxes (boxes from attention)."
             )
         os.makedirs(folder, exist_ok=True)
         written = []
@@ -643,7 +644,7 @@ def semantic_width(path):
                                "folder written by export.py.")
         with open(info_path, encoding="utf-8") as handle:
             return int(json.load(handle)["semantic_dim"])
-    return len(read_checkpoint_config(path)["semantics"][0])
+    return len(saved_semantics(read_checkpoint_config(path))[0])
 
 
 def run_predict(model_path, inputs, output_csv, classes_file=None, replace_classes=False,

@@ -222,7 +222,7 @@ STAGES = (
     Stage("warmup", "warmup", selects_model=False, run=_fit_stage,
           doc="seen-class classification of the global branch"),
     Stage("init", None, selects_model=False, run=_init_stage,
-          applies=lambda model: model.part_mode == "attention",
+          applies=lambda model: model.box_source == "attention",
           doc="channel clustering and attention pre-fit"),
     Stage("joint", "joint", selects_model=True, run=_fit_stage,
           doc="all losses, end to end"),
