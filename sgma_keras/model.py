@@ -1,6 +1,7 @@
 """The SGMA model: global branch, K attention-guided part branches, two heads."""
 
 import logging
+import threading
 
 import keras
 import numpy as np
@@ -525,13 +526,15 @@ class SGMA(keras.Model):
         return _scale_for_replicas(total)
 
     def train_step(self, *args, **kwargs):
-        # Marks the trace (or eager step) as a training step for `compute_metrics`.
-        # Set with object.__setattr__: a plain flag, not a tracked Keras attribute.
-        object.__setattr__(self, "_in_train_step", True)
+        # Marks the trace (or eager step) as a training step for `compute_metrics`,
+        # per thread: `tf.distribute.MirroredStrategy` traces the step of each local
+        # replica in its own thread, and one replica's end must not unmark another's.
+        steps = _TRAIN_STEP.__dict__.setdefault("models", set())
+        steps.add(id(self))
         try:
             return super().train_step(*args, **kwargs)
         finally:
-            object.__setattr__(self, "_in_train_step", False)
+            steps.discard(id(self))
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """The compiled metrics are validation metrics: updated and reported by
@@ -541,7 +544,7 @@ class SGMA(keras.Model):
         and H) of training batches are always 0; `fit` logs the loss terms instead.
         Compiled metrics see the fused class scores, with global labels.
         """
-        if self.__dict__.get("_in_train_step"):
+        if id(self) in _TRAIN_STEP.__dict__.get("models", ()):
             compiled = getattr(self, "_compile_metrics", None)
             if compiled is not None and not compiled.built:
                 # Built (not updated) where Keras would build them: in the first step.
@@ -885,6 +888,10 @@ def _layer(class_name, args, name):
     """Layer `class_name` built from the SGMA arguments `args` through `LAYER_ARGS`."""
     kwargs = {layer_arg: args[arg] for arg, layer_arg in LAYER_ARGS[class_name].items()}
     return _LAYERS[class_name](name=name, **kwargs)
+
+
+# The models whose `train_step` this thread is in (see `SGMA.train_step`).
+_TRAIN_STEP = threading.local()
 
 
 def _scale_for_replicas(loss):

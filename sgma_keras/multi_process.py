@@ -201,8 +201,29 @@ def initialize(coordinator=None, num_processes=None, process_id=None):
         else:
             raise MultiProcessUnsupported(TORCH_MESSAGE.format(count=wanted.count,
                                                                source=wanted.source))
+        _prime_keras_saving()
     _STATE.update(launch=wanted, initialized=True)
     return wanted
+
+
+def _prime_keras_saving():
+    """Makes Keras's model saving create no variable, so the chief can save alone.
+
+    `model.save` / `save_weights` build a throwaway `Optimizer` to list the attribute
+    names to skip (`saving_lib.get_attr_skipset`), on every call: its cache is read
+    under another key than it is written (Keras 3.15). Under a multi-process
+    distribution creating a variable is a step all processes take together (TF
+    broadcasts its initial value; JAX checks it is the same everywhere), so a
+    chief-only save would wait for the others, or break their next collective. The
+    names are computed here once, outside any distribution, and stored under both
+    keys (this thread's Keras state: saves run in the main thread).
+    """
+    from keras.src.backend.common import global_state
+    from keras.src.saving import saving_lib
+
+    skipset = saving_lib.get_attr_skipset("Optimizer")
+    for key in ("saving_attr_skiplist_Optimizer", "saving_attr_skipset_Optimizer"):
+        global_state.set_global_attribute(key, skipset)
 
 
 def _start_jax(wanted):
