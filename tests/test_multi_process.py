@@ -204,3 +204,190 @@ def test_workers_run_no_writing_callback(monkeypatch, tmp_path):
     monkeypatch.setitem(multi_process._STATE, "launch", Launch(2, 0, None, "test"))
     assert this_process_callbacks(list(callbacks)) == callbacks
     assert not os.listdir(tmp_path)
+
+
+# --------------------------------------------------------------------------
+# End to end: two processes on 127.0.0.1, one CPU device each
+# --------------------------------------------------------------------------
+
+# Fast, deterministic XLA:CPU kernels for the tiny model (the same in every run).
+_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_multi_thread_eigen=false"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("builtin")
+
+
+def _train_args(run, data_dir, **extra):
+    from tests.test_training import tiny_overrides
+
+    settings = {"train.init.enabled": False, "train.refit": False, **extra}
+    args = ["--config", "configs/demo.json"]
+    for item in tiny_overrides(run.parent, data_dir, **settings):
+        args += ["--set", item]
+    return args + ["--output-dir", str(run)]
+
+
+def _env(backend, audit_root=None, audit_log=None, devices=1):
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3",
+               XLA_FLAGS=_XLA_FLAGS + (f" --xla_force_host_platform_device_count={devices}"
+                                       if devices > 1 else ""))
+    if audit_root:
+        env.update(PYTHONPATH=os.pathsep.join([AUDIT_SITE, ROOT]), SGMA_AUDIT_ROOT=str(audit_root),
+                   SGMA_AUDIT_LOG=str(audit_log))
+    return env
+
+
+def _run(argv, env, timeout=900):
+    result = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-4000:]
+    return result.stdout
+
+
+def _weights(path):
+    import h5py
+
+    with zipfile.ZipFile(path) as archive:
+        data = archive.read("model.weights.h5")
+    found = {}
+    with h5py.File(io.BytesIO(data), "r") as handle:
+        handle.visititems(lambda name, item: found.__setitem__(name, np.asarray(item))
+                          if isinstance(item, __import__("h5py").Dataset) else None)
+    return found
+
+
+def _csv_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _audit(log_dir):
+    rows = []
+    for name in os.listdir(log_dir):
+        with open(os.path.join(log_dir, name)) as handle:
+            rows += [line.rstrip("\n").split("\t") for line in handle]
+    return rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_two_processes_train_like_one(tmp_path, data_dir, backend):
+    """4 steps (warm-up 2, joint 2) of global batch 8: two processes end with the
+    weights, logs and test numbers of one process training on the same global
+    batches in the same order, and only process 0 writes the run folder, each file
+    once.
+
+    The one process: JAX, over two (virtual CPU) devices: measured bit-identical.
+    TensorFlow, over one device under a strategy (Keras's fit under any strategy
+    draws one pass of the pipeline's random streams before training, so a
+    strategy-less run sees other shuffles): weights within 3e-5.
+    """
+    one, two, audit = tmp_path / "one", tmp_path / "two", tmp_path / "audit"
+    audit.mkdir()
+    reference = _train_args(one, data_dir, **{"train.distribute": "data_parallel"})
+    _run([sys.executable, "train.py", *reference],
+         _env(backend, devices=2 if backend == "jax" else 1))
+    tolerance = 0.0 if backend == "jax" else 1e-4
+    output = _run([sys.executable, "train.py", *_train_args(two, data_dir),
+                   "--local-processes", "2"], _env(backend, two, audit))
+    assert "[process 1] process 1 of 2: done" in output
+    assert "ZSL top-1" in output
+
+    # Weights after the last step.
+    a, b = _weights(one / "checkpoints" / "last.keras"), _weights(two / "checkpoints" / "last.keras")
+    assert a.keys() == b.keys() and len(a) > 20
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=0, atol=tolerance, err_msg=name)
+    # Logs (losses, validation metrics) and the test evaluation: the same numbers.
+    for stage in ("warmup", "joint"):
+        for row_a, row_b in zip(_csv_rows(one / "logs" / f"{stage}.csv"),
+                                _csv_rows(two / "logs" / f"{stage}.csv"), strict=True):
+            assert row_a.keys() == row_b.keys()
+            for key in row_a:
+                assert float(row_b[key]) == pytest.approx(float(row_a[key]), rel=10 * tolerance,
+                                                          abs=tolerance), (stage, key)
+    results = [json.loads((run / "eval" / "results.json").read_text()) for run in (one, two)]
+    for key in ("zsl_top1", "gzsl_u", "gzsl_s", "gzsl_h", "gzsl_cal_u", "gzsl_cal_s",
+                "gzsl_cal_h", "ausuc"):
+        assert results[1][key] == pytest.approx(results[0][key], abs=1e-6), key
+
+    # Files: every write into the run folder came from process 0; each checkpoint once.
+    writes = _audit(audit)
+    assert writes and {process for process, _, _ in writes} == {"0"}, writes[:5]
+    renamed = [os.path.relpath(path, two) for _, event, path in writes if event == "os.rename"]
+    for name in ("checkpoints/last.keras", "checkpoints/best.keras", "checkpoints/final.keras",
+                 "checkpoints/warmup.weights.h5", "eval/results.json"):
+        assert renamed.count(name) == 1, (name, sorted(renamed))
+    assert not list(two.glob("**/.tmp-*"))
+
+
+def _child_pid(launcher_pid, process_id):
+    """PID of the launcher's child started with `--process-id process_id`."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as handle:
+                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{name}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if parent == launcher_pid and b"--process-id" in argv and \
+                argv[argv.index(b"--process-id") + 1] == str(process_id).encode():
+            return int(name)
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the worker's PID in /proc")
+def test_killed_worker_ends_the_launch_and_the_next_launch_resumes(tmp_path, data_dir):
+    run = tmp_path / "run"
+    args = _train_args(run, data_dir, **{"train.joint.epochs": 3, "train.steps_per_epoch": 6,
+                                         "train.backup_every_steps": 1})
+    argv = [sys.executable, "train.py", *args, "--local-processes", "2"]
+    env = _env("tensorflow")
+    metadata = run / "backup" / "joint" / "training_metadata.json"
+    first = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not metadata.exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert metadata.exists(), first.communicate()[0][-3000:]
+
+        # A second launch into the busy folder: refused in both of its processes,
+        # naming the first launch's chief (its own worker was never refused).
+        chief = _child_pid(first.pid, 0)
+        second = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, timeout=300)
+        assert second.returncode == 1
+        busy = f"run folder {str(run)!r} in use by PID {chief} on host"
+        assert f"error: {busy}" in second.stdout, second.stdout[-3000:]
+        assert f"[process 1] error: process 0 of 2 (the chief) stopped: {busy}" in second.stdout
+
+        worker = _child_pid(first.pid, 1)
+        assert worker is not None and first.poll() is None  # the first launch goes on
+        os.kill(worker, signal.SIGKILL)
+        killed = time.monotonic()
+        output, _ = first.communicate(timeout=120)
+        ended = time.monotonic() - killed
+        print(f"launch ended {ended:.1f} s after the kill")
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 1
+    assert ended < 60, ended
+    assert f"error: process 1 of 2 (PID {worker}) was killed by SIGKILL" in output
+    state = json.loads((run / "state.json").read_text())
+    assert state["completed"] == ["warmup", "init"]  # killed inside the joint stage
+
+    third = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=900)
+    assert third.returncode == 0, third.stdout[-3000:]
+    assert "Resuming from backup" in third.stdout
+    assert "Stage warmup" not in third.stdout  # finished stages are not redone
+    assert json.loads((run / "state.json").read_text())["completed"] == ["warmup", "init", "joint"]
+    assert "ZSL top-1" in third.stdout
