@@ -412,15 +412,29 @@ _LOST_PEER_WORDS = ("gloo", "connection reset", "socket closed", "heartbeat",
                     "connection refused", "collective ops is aborted")
 
 
+# Of those, the words that name the cause (TensorFlow's first line is often only
+# "UnavailableError: Graph execution error:").
+_CAUSE_WORDS = ("connection reset", "socket closed", "heartbeat", "failed to connect",
+                "connection refused", "aborted by")
+
+
 def lost_peer_message(error):
     """One line for an engine error that means another process of the launch is gone,
     else None."""
     if process_count() == 1 or isinstance(error, UserError):
         return None
-    text = f"{type(error).__name__}: {error}".lower()
-    if not any(word in text for word in _LOST_PEER_WORDS):
+    text = f"{type(error).__name__}: {error}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    telling = [line for line in lines if any(word in line.lower() for word in _LOST_PEER_WORDS)]
+    if not telling:
         return None
-    first = _error_line(error)
+    named = [line for line in telling if any(word in line.lower() for word in _CAUSE_WORDS)]
+    telling = named or telling
+    # The engine's line that names the cause (its first line is often only "Graph
+    # execution error:" or a chain of "Error dispatching computation").
+    cause = " ".join(telling[0].split())
+    cause = cause if len(cause) <= 200 else cause[:200] + " ..."
     return (f"process {process_index()} of {process_count()}: another process of the launch "
-            f"stopped or cannot be reached, so this one stops too ({first[:300]}). Its "
-            "own log says why; run the same command again to resume from the last backup.")
+            f"stopped or cannot be reached ({cause}); this one stops too. The other "
+            "processes' output says which one ended first; run the same command again to "
+            "resume from the last backup.")
