@@ -465,6 +465,11 @@ def _run_phase(cfg, folder, data, proto, phase, replicas, verbose, epochs,
         "Refit on all seen classes", len(proto.fit), len(proto.seen_classes),
         0 if proto.val is None else len(proto.val), len(proto.val_classes), data.name,
     )
+    if phase is not SELECTION:
+        # The refit starts from the seed's initial weights, whatever drew random
+        # numbers since (the choices' model loading, on the chief alone in a
+        # multi-process launch; nothing at all in a resumed run).
+        keras.utils.set_random_seed(cfg["seed"])
     train_ds, val_ds = make_datasets(cfg, proto, replicas)
     model = build_model(cfg, data, proto.seen_classes)
     model.build((None, cfg["input"]["image_size"], cfg["input"]["image_size"], 3))
