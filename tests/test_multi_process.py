@@ -358,8 +358,7 @@ def _child_pid(launcher_pid, process_id):
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the worker's PID in /proc")
 def test_killed_worker_ends_the_launch_and_the_next_launch_resumes(tmp_path, data_dir):
-    # TensorFlow only, for time (the launcher is the same for JAX; docs/multi_host.md
-    # gives JAX's measured run of this scenario).
+    # TensorFlow only, for CI time (the launcher and the resume are the same for JAX).
     kill_a_worker_then_resume(tmp_path, data_dir, "tensorflow")
 
 
