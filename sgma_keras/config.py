@@ -309,7 +309,8 @@ SCHEMA: dict[str, Any] = {
         "mixed_precision": Field(str, None, choices=("mixed_float16", "mixed_bfloat16"),
                                  doc="Keras dtype policy; null: float32"),
         "distribute": Field(str, "none", choices=("none", "data_parallel"),
-                            doc="`data_parallel`: replicate over all local accelerators"),
+                            doc="`data_parallel`: replicate over all local accelerators, or over "
+                                "every process's (docs/multi_host.md)"),
         "monitor": Field(str, "val_zsl_acc",
                          doc="metric driving the plateau schedule and checkpoint choice"),
     },

@@ -10,6 +10,7 @@ import copy
 import json
 import logging
 import types
+import threading
 
 import keras
 import numpy as np
@@ -354,13 +355,15 @@ class SGMA(keras.Model):
         return _scale_for_replicas(total)
 
     def train_step(self, *args, **kwargs):
-        # Marks the trace (or eager step) as a training step for `compute_metrics`.
-        # Set with object.__setattr__: a plain flag, not a tracked Keras attribute.
-        object.__setattr__(self, "_in_train_step", True)
+        # Marks the trace (or eager step) as a training step for `compute_metrics`,
+        # per thread: `tf.distribute.MirroredStrategy` traces the step of each local
+        # replica in its own thread, and one replica's end must not unmark another's.
+        steps = _TRAIN_STEP.__dict__.setdefault("models", set())
+        steps.add(id(self))
         try:
             return super().train_step(*args, **kwargs)
         finally:
-            object.__setattr__(self, "_in_train_step", False)
+            steps.discard(id(self))
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """The compiled metrics are validation metrics: updated and reported by
@@ -370,7 +373,7 @@ class SGMA(keras.Model):
         and H) of training batches are always 0; `fit` logs the loss terms instead.
         Compiled metrics see the fused class scores, with global labels.
         """
-        if self.__dict__.get("_in_train_step"):
+        if id(self) in _TRAIN_STEP.__dict__.get("models", ()):
             compiled = getattr(self, "_compile_metrics", None)
             if compiled is not None and not compiled.built:
                 # Built (not updated) where Keras would build them: in the first step.
@@ -814,6 +817,10 @@ def check_class_names(names, num_classes, owner):
             )
         seen[name] = i
     return names
+
+
+# The models whose `train_step` this thread is in (see `SGMA.train_step`).
+_TRAIN_STEP = threading.local()
 
 
 def _scale_for_replicas(loss):

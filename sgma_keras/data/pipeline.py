@@ -160,6 +160,7 @@ def make_dataset(
     bad_images="error",
     repeat=False,
     check="header",
+    shard=None,
 ):
     """Builds the input pipeline of one `ImageSplit`.
 
@@ -185,6 +186,18 @@ def make_dataset(
         check: how files are checked up front: "none", "exists", "header" (default:
             signature and end marker, a few bytes per file) or "decode" (full PIL
             decode, slow). See `image_check`.
+        shard: (index, count): this process's part of a pipeline that `count`
+            processes read together (`sgma_keras.multi_process`). Every process orders
+            the file names and draws the augmentation seeds alike (seeded with `seed`
+            whatever `deterministic` says), cuts them into global batches of
+            `batch_size` and keeps its slice [index * b, (index + 1) * b) of each,
+            b = batch_size / count; only those images are read and decoded. So the
+            processes' batches together are the global batch one process would make,
+            with the same augmentations. With `cache`, each process caches and
+            shuffles every count-th image instead (its own images every epoch; the
+            order then differs from one process's). Needs `drop_remainder` (equal
+            steps in every process) and drops no image while reading (a file that
+            fails to decode stops the run, as `bad_images="error"` does).
 
     Returns:
         tf.data.Dataset of (float32 images (B, S, S, 3) in [0, 255], int32 labels (B,)).
@@ -207,8 +220,16 @@ def make_dataset(
             f"make_dataset: {len(split)} images is fewer than batch_size {batch_size} "
             "with drop_remainder=True: no batch would be made."
         )
+    index, count = shard or (0, 1)
+    if count > 1 and (batch_size % count or not drop_remainder):
+        raise DataError(
+            f"make_dataset: {count} processes share batches of {batch_size} images: the "
+            "batch size must be a multiple of the process count, with drop_remainder."
+        )
+    local_batch = int(batch_size) // count
     size = int(image_size)
-    op_seed = seed if deterministic else None
+    # Every process of a sharded pipeline must shuffle and draw seeds alike.
+    op_seed = seed if deterministic or count > 1 else None
     # Unshuffled pipelines always keep the order, so that predictions line up with
     # `split.labels` and `split.paths`.
     ordered = deterministic or not shuffle
@@ -231,28 +252,35 @@ def make_dataset(
     ds = tf.data.Dataset.from_tensor_slices(
         (np.asarray(split.paths), split.labels.astype(np.int32))
     )
+    if cached and count > 1:
+        ds = ds.shard(count, index)  # before decoding: each process caches its images
     if cached:
         ds = ds.map(decode_for_cache, **parallel)
         ds = ds.cache("" if cache is True else str(cache))
-        buffer = min(len(split), _CACHED_SHUFFLE_BUFFER)
+        buffer = min(-(-len(split) // count), _CACHED_SHUFFLE_BUFFER)
     else:
         buffer = len(split)  # Paths only: decoding happens after the shuffle.
     if shuffle:
         ds = ds.shuffle(buffer, seed=op_seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    if aug is None:
-        ds = ds.map(prepare, **parallel)
-    else:
+    if aug is not None:
         # One stateless seed pair per element; new pairs every epoch.
         seeds = tf.data.Dataset.random(seed=op_seed, rerandomize_each_iteration=True)
         seeds = seeds.batch(2, drop_remainder=True)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(prepare_augmented, **parallel)
-    if bad_images == "skip":
+        ds = tf.data.Dataset.zip((ds, seeds))
+    if count > 1 and not cached:
+        # File names and seeds are cheap: cut them into global batches, keep this
+        # process's slice, and decode only that.
+        begin, end = index * local_batch, (index + 1) * local_batch
+        ds = ds.batch(int(batch_size), drop_remainder=True)
+        ds = ds.map(lambda *e: tf.nest.map_structure(lambda t: t[begin:end], e)).unbatch()
+    ds = ds.map(prepare if aug is None else prepare_augmented, **parallel)
+    if bad_images == "skip" and count == 1:
         # Safety net for damage the up-front check cannot see (e.g. corrupt data
         # inside a file with a valid header and end marker): drop, with a TF warning.
         ds = ds.ignore_errors(log_warning=True)
-    ds = ds.batch(int(batch_size), drop_remainder=drop_remainder, **parallel)
+    ds = ds.batch(local_batch, drop_remainder=drop_remainder, **parallel)
     options = tf.data.Options()
     options.deterministic = ordered
     return ds.with_options(options).prefetch(AUTOTUNE)

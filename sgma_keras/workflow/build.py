@@ -9,7 +9,9 @@ import keras
 from sgma_keras.data import load_dataset
 from sgma_keras.data.loader import semantics_transform
 from sgma_keras.data.pipeline import make_dataset
+from sgma_keras.distribution import per_process_datasets
 from sgma_keras.model import make_sgma
+from sgma_keras.multi_process import process_count, process_index
 from sgma_keras.optimizers import AlternatingAdam, AlternatingSGD, CoupledAdam, CoupledSGD
 
 
@@ -93,7 +95,12 @@ def eval_batch_size(cfg):
 
 
 def make_datasets(cfg, proto, replicas=1):
-    """The training and validation pipelines of a run (validation None without one)."""
+    """The training and validation pipelines of a run (validation None without one).
+
+    In a multi-process launch each process reads only its slice of every training
+    batch (`make_dataset(shard=...)`; `input.batch_size` stays the global batch) and
+    the whole validation split (`distribution.per_process_datasets`).
+    """
     inp = cfg["input"]
     batch = inp["batch_size"]
     if batch % replicas:
@@ -109,7 +116,11 @@ def make_datasets(cfg, proto, replicas=1):
         seed=cfg["seed"],
         bad_images=cfg["data"]["bad_images"],
     )
+    processes = process_count()
+    shard = (process_index(), processes) if processes > 1 else None
     train_ds = make_dataset(proto.fit, training=True, augment=pipeline_augment(inp["augment"]),
-                            **common)
+                            shard=shard, **common)
     val_ds = None if proto.val is None else make_dataset(proto.val, training=False, **common)
+    if processes > 1 or (replicas > 1 and keras.backend.backend() == "jax"):
+        return per_process_datasets(train_ds, val_ds, replicas)
     return train_ds, val_ds

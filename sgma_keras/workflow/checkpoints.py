@@ -56,6 +56,7 @@ from sgma_keras.atomic_io import (
 )
 from sgma_keras.config import architecture_keys, save_resolved_config
 from sgma_keras.errors import UserError
+from sgma_keras.multi_process import process_local
 from sgma_keras.upgrade import saved_semantics, saved_settings, upgrade_run_config
 from sgma_keras.workflow.files import (  # noqa: F401  (CheckpointError: raised here too)
     CheckpointError,
@@ -280,6 +281,8 @@ RESULT_NEUTRAL_KEYS = frozenset({
     "name", "output_dir", "data.root", "data.split_dir", "data.builtin.cache_dir",
     "data.tfds.data_dir", "data.tfds.cache_dir", "data.tfds.download", "data.check_images",
     "input.cache", "train.backup_every_steps", "train.tensorboard", "train.jit",
+    # One device, several, or several processes train on the same global batches.
+    "train.distribute",
     "eval.batch_size", "eval.visualize_images",
 })
 
@@ -381,8 +384,10 @@ def accept_run_config(folder, cfg, allow_change=False):
 
 
 def save_model_atomic(model, path):
-    """`model.save(path)` (a `.keras` file), atomically."""
-    atomic_save(path, model.save)
+    """`model.save(path)` (a `.keras` file), atomically (by this process alone, also in
+    a multi-process launch: `multi_process.process_local`)."""
+    with process_local():
+        atomic_save(path, model.save)
 
 
 class _NamedBuffer(io.BytesIO):
@@ -415,15 +420,17 @@ def weights_file_bytes(model):
 
 
 def save_weights_atomic(model, path):
-    """`model.save_weights(path)` (a `.weights.h5` file), atomically.
+    """`model.save_weights(path)` (a `.weights.h5` file), atomically (by this process
+    alone, also in a multi-process launch: `multi_process.process_local`).
 
     A failed write (full disk, I/O error) raises an OSError naming `path` and leaves
     the previous file intact (see `weights_file_bytes`).
     """
-    data = weights_file_bytes(model)
-    if data is None:
-        atomic_save(path, model.save_weights)
-    else:
+    with process_local():
+        data = weights_file_bytes(model)
+        if data is None:
+            atomic_save(path, model.save_weights)
+    if data is not None:
         write_bytes_atomic(path, data)
 
 
@@ -444,6 +451,8 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=delete_checkpoint)
         self._last_logs_finite = True
         self.restored_epoch = None
+        # False in the non-chief processes of a launch: they restore, never write.
+        self.writes = True
 
     def on_train_begin(self, logs=None):
         # `fit` starts at `model._initial_epoch` whenever it is set, and only a restore
@@ -476,7 +485,7 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         pass
 
     def _save_model(self):
-        if not self._last_logs_finite:
+        if not self._last_logs_finite or not self.writes:
             return  # keep the last good backup
         os.makedirs(self.backup_dir, exist_ok=True)
         save_weights_atomic(self.model, self._weights_path)

@@ -305,13 +305,49 @@ def train_parser():
     parser.add_argument("--allow-config-change", action="store_true",
                         help="continue a run folder trained with another config (not another "
                              "architecture); the change is recorded in its run.json.")
+    group = parser.add_argument_group(
+        "several processes (JAX and TensorFlow; see docs/multi_host.md)")
+    group.add_argument("--num-processes", type=int, metavar="N",
+                       help="processes of the launch, one per host (or GPU group); implies "
+                            "train.distribute=data_parallel.")
+    group.add_argument("--process-id", type=int, metavar="I",
+                       help="this process's id, 0 to N-1; process 0 writes the run folder.")
+    group.add_argument("--coordinator", metavar="HOST:PORT[,HOST:PORT...]",
+                       help="JAX: the address of process 0; TensorFlow: the address of "
+                            "every process, in process-id order (its TF_CONFIG).")
+    group.add_argument("--local-processes", type=int, metavar="N",
+                       help="start N processes on this machine (127.0.0.1) and wait for "
+                            "them: a multi-process launch in one command.")
     return parser
+
+
+def _without_local_processes(argv):
+    """The train arguments less --local-processes N (the launcher's own)."""
+    rest, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--local-processes":
+            skip = True
+        elif not item.startswith("--local-processes="):
+            rest.append(item)
+    return rest
 
 
 @_guarded
 def train_main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = train_parser().parse_args(argv)
     overrides = list(args.set)
+    several = (args.num_processes or 1) > 1 or (args.local_processes or 1) > 1
+    if args.local_processes is not None and (
+            args.local_processes < 1 or args.num_processes is not None
+            or args.process_id is not None or args.coordinator is not None):
+        _error_line("error: --local-processes N (N >= 1) starts the processes itself; it "
+                    "takes no --num-processes, --process-id or --coordinator")
+        return 2
+    if several:
+        overrides.append("train.distribute=data_parallel")
     if args.jit:
         overrides.append("train.jit=true")
     if args.mixed_precision:
@@ -321,17 +357,51 @@ def train_main(argv=None):
     cfg = _load_config(args.config, overrides)
     if cfg is None:
         return 2
+    if args.local_processes is not None and args.local_processes > 1:
+        if os.environ.get("KERAS_BACKEND") == "torch":
+            from sgma_keras.multi_process import TORCH_MESSAGE
+
+            return _fail(TORCH_MESSAGE.format(count=args.local_processes,
+                                              source="--local-processes"))
+        from sgma_keras.workflow.launch import launch_local, local_commands
+
+        return launch_local(local_commands(_without_local_processes(argv),
+                                           args.local_processes))
 
     with _quiet_start(args.verbose):
+        from sgma_keras import multi_process
         from sgma_keras.workflow.evaluation import format_results
         from sgma_keras.workflow.training import TrainingDiverged, train
 
     _setup_logging(args.verbose)
     _STATE["run_folder"] = cfg["output_dir"]
     try:
-        results = train(cfg, allow_config_change=args.allow_config_change)
+        launch = multi_process.initialize(args.coordinator, args.num_processes,
+                                          args.process_id)
+    except UserError as error:
+        return _fail(error)
+    chief = launch.index == 0
+    if not chief:  # the chief reports; the others say only what goes wrong
+        logging.getLogger("sgma_keras").setLevel(logging.WARNING)
+    try:
+        results = train(cfg, verbose="auto" if chief else 0,
+                        allow_config_change=args.allow_config_change)
     except (UserError, TrainingDiverged) as error:
         return _fail(error)
+    except Exception as error:  # noqa: BLE001 - an engine error of a lost process
+        line = multi_process.lost_peer_message(error)
+        if line is None:
+            raise
+        _error_line(f"error: {line}")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        # The engine's exit handshake would wait for the lost process (JAX's shutdown
+        # barrier, until its heartbeat timeout): leave at once. Every file was written
+        # atomically and the kernel drops the run folder's lock.
+        os._exit(1)
+    if not chief:
+        print(f"process {launch.index} of {launch.count}: done")
+        return 0
     print(wrap_text(format_results(results), sys.stdout))
     print(wrap_text(f"Run folder: {cfg['output_dir']}", sys.stdout))
     return 0

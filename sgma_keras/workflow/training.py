@@ -23,6 +23,7 @@ import numpy as np
 from sgma_keras.atomic_io import write_json_atomic
 from sgma_keras.data.image_check import handle_bad_images, naming_bad_images
 from sgma_keras.data.pipeline import make_dataset
+from sgma_keras import multi_process
 from sgma_keras.distribution import distribution_scope
 from sgma_keras.errors import UserError
 from sgma_keras.metrics import GZSLAccuracy, ZSLAccuracy
@@ -32,7 +33,6 @@ from sgma_keras.workflow.checkpoints import (
     BestAndLastCheckpoint,
     RunFolder,
     SafeBackupAndRestore,
-    accept_run_config,
     backup_epoch,
     check_free_space,
     ensure_writable_dir,
@@ -46,6 +46,7 @@ from sgma_keras.workflow.evaluation import evaluate_model, split_localisation
 from sgma_keras.workflow.selection import CHOICES_FILE, choose_on_validation
 from sgma_keras.workflow.interrupts import raise_if_requested
 from sgma_keras.workflow.logs import AttentionImages, EpochLine, StepProgress, fit_verbosity
+from sgma_keras.workflow.processes import claim_run_folder, this_process_callbacks
 from sgma_keras.workflow.protocol import protocol
 
 log = logging.getLogger("sgma_keras")
@@ -136,7 +137,8 @@ def _fit_stage(run, stage):
     monitor = cfg["train"]["monitor"] if run.val_ds is not None else "loss"
     callbacks = _callbacks(run, stage, monitor, monitor_mode(monitor, metrics))
     # Rows of epochs the backup does not hold are written again on resume.
-    trim_epoch_log(run.folder.log_file(key), backup_epoch(run.folder.backup(key)))
+    if multi_process.is_chief():
+        trim_epoch_log(run.folder.log_file(key), backup_epoch(run.folder.backup(key)))
     terms = MODEL_STAGES[stage.model_stage]["losses"]
     progress, epoch_line = fit_verbosity(run.verbose)
     if epoch_line:  # after LearningRateLog: it shows the rate the epoch trained with
@@ -205,8 +207,8 @@ def _log_localisation_after_init(run):
     """Logs how often the boxes hold an annotated part on the validation classes'
     images (when they have part annotations): the start that joint training's
     localisation is compared with (the test report gives the final one)."""
-    if run.phase is not SELECTION:
-        return
+    if run.phase is not SELECTION or multi_process.process_count() > 1:
+        return  # (a chief-only prediction on the launch's model would wait for the others)
     split = run.data.splits.get("val")
     if split is None or split.part_locs is None or not len(split):
         return
@@ -303,7 +305,7 @@ def _callbacks(run, stage, monitor, mode):
             )
         )
         callbacks.append(BestAndLastCheckpoint(run.folder.checkpoints, monitor, mode))
-    return [*callbacks, backup, StopWhenRequested()]
+    return this_process_callbacks([*callbacks, backup, StopWhenRequested()])
 
 
 class LearningRateLog(keras.callbacks.Callback):
@@ -368,14 +370,12 @@ def train(cfg, verbose="auto", allow_config_change=False):
     per epoch when stdout is a file or pipe), 0 (silent), 1 (progress line and epoch
     lines) or 2 (epoch lines); see `sgma_keras.workflow.logs`.
     """
+    multi_process.initialize()  # the launch the environment asks for, if not yet started
     keras.utils.set_random_seed(cfg["seed"])
     if cfg["train"]["mixed_precision"]:
         keras.mixed_precision.set_global_policy(cfg["train"]["mixed_precision"])
-    ensure_writable_dir(cfg["output_dir"], "run folder", "choose another with --output-dir")
-    with RunFolder(cfg["output_dir"]) as folder:
-        accept_run_config(folder, cfg, allow_config_change)
-        folder.clean_temporary()
-        return _train_locked(cfg, folder.create(), verbose)
+    with claim_run_folder(cfg, allow_config_change) as folder:
+        return _train_locked(cfg, folder, verbose)
 
 
 def _probe_cache(cfg):
@@ -405,24 +405,33 @@ def check_split_images(cfg, data):
 
 
 def _train_locked(cfg, folder, verbose):
-    _probe_cache(cfg)
-    data = load_data(cfg)
+    # The chief fills a dataset cache first; the other processes then read it.
+    data = multi_process.chief_first("data", lambda: (_probe_cache(cfg), load_data(cfg))[1])
     log.info("Dataset %s: %d classes (%d unseen), read from %s", data.name, data.num_classes,
              len(data.unseen_classes), data.folder or "memory")
     check_split_images(cfg, data)
     train_cfg = cfg["train"]
     proto = protocol(data, train_cfg, cfg["seed"])
     refit = train_cfg["fit_classes"] == "train" and train_cfg["refit"]
+    # The choices and the test evaluation run on the chief alone (`chief_value`), out of
+    # the distribution; every process gets their values.
+    epochs = {stage.name: stage.epochs(cfg) for stage in STAGES}
     with distribution_scope(train_cfg["distribute"]) as replicas:
-        epochs = {stage.name: stage.epochs(cfg) for stage in STAGES}
         _run_phase(cfg, folder, data, proto, SELECTION, replicas, verbose, epochs)
-        choices = None
-        if train_cfg["fit_classes"] == "train":
-            choices = _choices(cfg, folder, data)
-        if refit:
-            refit_proto = protocol(data, {**train_cfg, "fit_classes": "trainval"}, cfg["seed"])
+    choices = None
+    if train_cfg["fit_classes"] == "train":
+        choices = multi_process.chief_value("choices", lambda: _choices(cfg, folder, data))
+    if refit:
+        refit_proto = protocol(data, {**train_cfg, "fit_classes": "trainval"}, cfg["seed"])
+        with distribution_scope(train_cfg["distribute"]) as replicas:
             _run_phase(cfg, folder, data, refit_proto, REFIT, replicas, verbose,
                        choices["epochs"], choices["learning_rates"])
+    return multi_process.chief_value(
+        "results", lambda: _final_model_results(cfg, folder, data, proto, refit, choices))
+
+
+def _final_model_results(cfg, folder, data, proto, refit, choices):
+    """Saves final.keras (the scored model with the choices) and evaluates it."""
     scored = os.path.join(folder.checkpoints, (REFIT if refit else SELECTION).model_file)
     model = keras.models.load_model(scored, compile=False)  # no optimizer state to warn about
     apply_choices(model, choices)
@@ -456,6 +465,11 @@ def _run_phase(cfg, folder, data, proto, phase, replicas, verbose, epochs,
         "Refit on all seen classes", len(proto.fit), len(proto.seen_classes),
         0 if proto.val is None else len(proto.val), len(proto.val_classes), data.name,
     )
+    if phase is not SELECTION:
+        # The refit starts from the seed's initial weights, whatever drew random
+        # numbers since (the choices' model loading, on the chief alone in a
+        # multi-process launch; nothing at all in a resumed run).
+        keras.utils.set_random_seed(cfg["seed"])
     train_ds, val_ds = make_datasets(cfg, proto, replicas)
     model = build_model(cfg, data, proto.seen_classes)
     model.build((None, cfg["input"]["image_size"], cfg["input"]["image_size"], 3))
@@ -480,13 +494,14 @@ def _run_phase(cfg, folder, data, proto, phase, replicas, verbose, epochs,
         raise_if_requested()  # a stop swallowed after the last batch ends here
         model.set_stage("joint")
         model_file = os.path.join(folder.checkpoints, phase.model_file)
-        if not stage.selects_model:
-            save_weights_atomic(model, folder.stage_weights(key))
-        elif phase is not SELECTION or not os.path.exists(model_file):
-            save_model_atomic(model, model_file)
-        folder.mark_completed(key)
-        folder.remove_backup(key)
-        done = folder.completed()
+        if multi_process.is_chief():  # the others of a launch write nothing
+            if not stage.selects_model:
+                save_weights_atomic(model, folder.stage_weights(key))
+            elif phase is not SELECTION or not os.path.exists(model_file):
+                save_model_atomic(model, model_file)
+            folder.mark_completed(key)
+            folder.remove_backup(key)
+        done = [*done, key]
 
 
 def _choices(cfg, folder, data):
