@@ -49,6 +49,13 @@ def saved(tmp_path_factory):
             process.communicate()
 
 
+def _without_counters(config):
+    import json
+    import re
+
+    return json.loads(re.sub(r'"([a-z][a-z0-9_]*?)(_\d+)?"', r'"\1"', json.dumps(config)))
+
+
 def test_in_process_save_load_round_trip(saved):
     directory, _ = saved
     diffs = worker.load(directory)
@@ -59,7 +66,9 @@ def test_in_process_save_load_round_trip(saved):
     assert type(model).__name__ == "SGMA"
     config, expected = model.get_config(), reference.get_config()
     assert config.pop("name") == "sgma" and expected.pop("name").startswith("sgma")
-    assert config == expected
+    # Nested backbones are Functional models whose auto-named layers take Keras's
+    # global name counters (`re_lu_23`): they depend on what the process built before.
+    assert _without_counters(config) == _without_counters(expected)
     assert [tuple(w.shape) for w in model.weights] == [tuple(w.shape) for w in reference.weights]
     np.testing.assert_array_equal(model.seen_classes, H.SEEN)
     np.testing.assert_array_equal(model.semantics, H.class_semantics())
