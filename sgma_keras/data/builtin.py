@@ -652,7 +652,9 @@ def make_builtin_dataset(
         image_size: side of the square images, pixels.
         num_unseen: number of unseen classes (default 6, 25%).
         seed: seeds classes, images and splits.
-        val_fraction: fraction of the seen classes held out as the `val` split.
+        val_fraction: fraction of the seen classes held out as the `val` split
+            (with `species_per_genus` > 1, whole species pairs of one genus, like the
+            unseen classes: `choose_validation_classes`).
         test_seen_fraction: fraction of each seen class's images in `test_seen`.
         part_size: (min, max) part side as a fraction of the image side.
         jpeg_quality: JPEG quality of the written images.
@@ -725,6 +727,34 @@ def load_builtin_dataset(root, num_unseen=6, val_fraction=0.2, test_seen_fractio
     )
 
 
+def choose_validation_classes(seen, val_fraction, seed=0, species_per_genus=1):
+    """The seen classes held out for validation, drawn the way the unseen ones are.
+
+    With `species_per_genus` S > 1 the unseen classes are species pairs of one genus
+    whose genus keeps S - 2 seen species, so telling them apart needs the fine
+    patterns; validation classes drawn at random would mostly differ by genus, which
+    the global branch alone tells apart, and say nothing about the parts. So they are
+    pairs too: `round(val_fraction * len(seen) / 2)` pairs (at least one), each from
+    a genus whose S species are all seen, leaving S - 2 of them to train on.
+    With S = 1: `split_seen_classes`.
+    """
+    seen = np.unique(np.asarray(seen, dtype=np.int64))
+    if species_per_genus <= 1:
+        return split_seen_classes(seen, val_fraction, seed)[1]
+    genera, counts = np.unique(seen // species_per_genus, return_counts=True)
+    whole = genera[counts == species_per_genus]
+    pairs = int(max(1, round(val_fraction * len(seen) / 2)))
+    if not len(whole):
+        raise DataError(
+            f"builtin: no genus has all its {species_per_genus} species seen, so no "
+            "validation pair can be drawn like the unseen pairs; use fewer num_unseen.")
+    rng = np.random.default_rng([seed, 3])
+    chosen = rng.choice(whole, size=min(pairs, len(whole)), replace=False)
+    return np.sort(np.concatenate(
+        [g * species_per_genus + rng.choice(species_per_genus, size=2, replace=False)
+         for g in chosen]))
+
+
 def _to_zero_shot_data(root, manifest, num_unseen, val_fraction, test_fraction):
     seed = manifest["params"]["seed"]
     class_attrs = np.asarray(manifest["class_attributes"])
@@ -744,7 +774,8 @@ def _to_zero_shot_data(root, manifest, num_unseen, val_fraction, test_fraction):
         "test_seen": everything.select(is_seen & held),
         "test_unseen": everything.select(~is_seen),
     }
-    _, val_classes = split_seen_classes(seen, val_fraction, seed)
+    val_classes = choose_validation_classes(
+        seen, val_fraction, seed, manifest["params"].get("species_per_genus", 1))
     splits["train"], splits["val"] = train_val_splits(splits["trainval"], val_classes)
     return ZeroShotData(
         name="builtin",

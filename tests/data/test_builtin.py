@@ -235,6 +235,29 @@ def test_species_of_a_genus_differ_only_in_patterns(tmp_path):
         builtin.choose_unseen(attrs, 3, species_per_genus=4)
 
 
+def test_validation_classes_are_drawn_like_the_unseen_ones(tmp_path):
+    """With genera, the validation classes are species pairs of one genus that keeps
+    seen species to train on, as the unseen ones are; without, a random draw."""
+    attrs = builtin.sample_classes(32, seed=0, species_per_genus=4)
+    for seed in range(5):
+        unseen = builtin.choose_unseen(attrs, 8, seed=seed, species_per_genus=4)
+        seen = np.setdiff1d(np.arange(32), unseen)
+        val = builtin.choose_validation_classes(seen, 0.2, seed, species_per_genus=4)
+        assert len(val) == 4 and not np.isin(val, unseen).any()  # round(0.2 * 24 / 2) pairs
+        genera = val // 4
+        assert sorted(np.bincount(genera).tolist())[-2:] == [2, 2]  # two whole pairs
+        # ...from genera that keep two seen species to train on, like the unseen pairs'.
+        train = np.setdiff1d(seen, val)
+        for genus in np.unique(genera):
+            assert np.sum(train // 4 == genus) == 2
+    random = builtin.choose_validation_classes(np.arange(20), 0.2, 0)
+    assert len(random) == 4 and len(np.unique(random // 4)) > 1
+    data = make_builtin_dataset(str(tmp_path), num_classes=12, num_images=48, image_size=64,
+                                num_unseen=2, species_per_genus=3, val_fraction=0.2)
+    val = np.unique(data.splits["val"].labels)
+    assert len(val) == 2 and val[0] // 3 == val[1] // 3
+
+
 # One process generating the dataset (paused after its fifth image until `go` exists),
 # or, with go "-", another one needing the same dataset.
 _BUILDER = """
