@@ -358,8 +358,12 @@ def collect_attention_features(model, split, cfg, num_images):
     return np.concatenate(features)
 
 
-def train(cfg, verbose="auto", allow_config_change=False):
+def train(cfg, verbose="auto", allow_config_change=False, stop_after=None):
     """Runs (or resumes) every enabled stage of `cfg`; returns the test results.
+
+    `stop_after`: a stage name ("warmup", "init"): run the selection phase up to and
+    including it and return None, no choices, refit or test evaluation (the shared
+    start that `sgma_keras.workflow.fork.fork_run` starts variants from).
 
     The run folder is locked for the whole run (`RunFolder.lock`): a second process
     on the same folder stops at once with `RunFolderInUse`. A folder trained with
@@ -375,7 +379,7 @@ def train(cfg, verbose="auto", allow_config_change=False):
     if cfg["train"]["mixed_precision"]:
         keras.mixed_precision.set_global_policy(cfg["train"]["mixed_precision"])
     with claim_run_folder(cfg, allow_config_change) as folder:
-        return _train_locked(cfg, folder, verbose)
+        return _train_locked(cfg, folder, verbose, stop_after)
 
 
 def _probe_cache(cfg):
@@ -404,7 +408,7 @@ def check_split_images(cfg, data):
                      len(keep), mode)
 
 
-def _train_locked(cfg, folder, verbose):
+def _train_locked(cfg, folder, verbose, stop_after=None):
     # The chief fills a dataset cache first; the other processes then read it.
     data = multi_process.chief_first("data", lambda: (_probe_cache(cfg), load_data(cfg))[1])
     log.info("Dataset %s: %d classes (%d unseen), read from %s", data.name, data.num_classes,
@@ -417,7 +421,10 @@ def _train_locked(cfg, folder, verbose):
     # the distribution; every process gets their values.
     epochs = {stage.name: stage.epochs(cfg) for stage in STAGES}
     with distribution_scope(train_cfg["distribute"]) as replicas:
-        _run_phase(cfg, folder, data, proto, SELECTION, replicas, verbose, epochs)
+        _run_phase(cfg, folder, data, proto, SELECTION, replicas, verbose, epochs,
+                   stop_after=stop_after)
+    if stop_after is not None:
+        return None
     choices = None
     if train_cfg["fit_classes"] == "train":
         choices = multi_process.chief_value("choices", lambda: _choices(cfg, folder, data))
@@ -452,10 +459,14 @@ def _short(value):
 
 
 def _run_phase(cfg, folder, data, proto, phase, replicas, verbose, epochs,
-               learning_rates=None):
-    """Runs (or resumes) the stages of `phase` not yet completed."""
+               learning_rates=None, stop_after=None):
+    """Runs (or resumes) the stages of `phase` not yet completed (up to `stop_after`)."""
     done = folder.completed()
-    keys = [phase.prefix + stage.name for stage in STAGES]
+    names = [stage.name for stage in STAGES]
+    if stop_after is not None and stop_after not in names[:-1]:
+        raise UserError(f"stop_after={stop_after!r}: expected one of {names[:-1]}.")
+    stages = STAGES if stop_after is None else STAGES[:names.index(stop_after) + 1]
+    keys = [phase.prefix + stage.name for stage in stages]
     if all(key in done for key in keys):
         return
     train_cfg = cfg["train"]
@@ -481,7 +492,7 @@ def _run_phase(cfg, folder, data, proto, phase, replicas, verbose, epochs,
     if finished:
         log.info("Resuming after stage %s", finished[-1])
         load_weights_quietly(model, folder.stage_weights(finished[-1]))
-    for stage in STAGES:
+    for stage in stages:
         key = run.key(stage)
         if key in done:
             continue
