@@ -1,0 +1,182 @@
+"""The study runner (`benchmarks/study.py`) and its statistics (`benchmarks/study_stats.py`)."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from tests.helpers import load_benchmark
+from tests.test_training import ROOT, tiny_overrides
+
+study = load_benchmark("study")
+study_stats = load_benchmark("study_stats")
+
+
+# ---------------------------------------------------------------------------
+# Statistics
+# ---------------------------------------------------------------------------
+
+
+def test_paired_test_is_the_paired_t_test_with_its_interval():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(50, 10, 12), rng.normal(0, 3, 12)
+    seeds, d = study_stats.paired(dict(enumerate(a)), dict(enumerate(a - 2 + b)))
+    result = study_stats.paired_test(d)
+    reference = stats.ttest_rel(a, a - 2 + b)
+    assert seeds == list(range(12)) and result["n"] == 12
+    assert result["p"] == pytest.approx(reference.pvalue)
+    low, high = reference.confidence_interval(0.95)
+    assert result["ci"] == pytest.approx((low, high))
+    # A seed missing on one side, or None, is not a pair.
+    assert study_stats.paired({0: 1.0, 1: 2.0, 2: None}, {0: 0.5, 2: 1.0})[0] == [0]
+
+
+def test_holm_adjusts_step_down_and_keeps_missing_values():
+    adjusted = study_stats.holm([0.01, 0.04, None, 0.03, 0.5])
+    # Sorted 0.01, 0.03, 0.04, 0.5 with m = 4: 0.04, 0.09, max(0.09, 0.08), 0.5.
+    assert adjusted == pytest.approx([0.04, 0.09, None, 0.09, 0.5], abs=1e-12)
+
+
+def test_seed_count_reaches_the_power_asked_for():
+    # A 3-point difference at paired SD 4: 16 seeds at alpha 0.05, more under Holm.
+    assert study_stats.seeds_needed(4.0, 3.0, 0.05) == 16
+    n = study_stats.seeds_needed(4.0, 3.0, 0.05 / 7)
+    assert study_stats.power(n, 4.0, 3.0, 0.05 / 7) >= 0.8 > study_stats.power(
+        n - 1, 4.0, 3.0, 0.05 / 7)
+    # Power by simulation agrees with the noncentral t.
+    rng = np.random.default_rng(1)
+    d = rng.normal(3.0, 4.0, size=(4000, 16))
+    simulated = np.mean(stats.ttest_1samp(d, 0.0, axis=1).pvalue < 0.05)
+    assert simulated == pytest.approx(study_stats.power(16, 4.0, 3.0, 0.05), abs=0.03)
+
+
+def test_verdicts():
+    assert study_stats.verdict({"mean": 2.0}, 0.01) == "holds"
+    assert study_stats.verdict({"mean": -2.0}, 0.01) == "reversed"
+    assert study_stats.verdict({"mean": 2.0}, 0.2) == "not shown"
+
+
+# ---------------------------------------------------------------------------
+# The runner, with a stand-in for training
+# ---------------------------------------------------------------------------
+
+
+def small_plan(**extra):
+    plan = study.read_plan()
+    plan = json.loads(json.dumps(plan))
+    plan.update(extra)
+    return plan
+
+
+def fake_runner(calls, fail_at=None):
+    """Numbers that depend on (seed, variant) only; raises KeyboardInterrupt at call
+    `fail_at` (a run killed half way)."""
+
+    def runner(plan, output, data, seed, variant):
+        calls.append((data, seed, variant))
+        if fail_at is not None and len(calls) == fail_at:
+            raise KeyboardInterrupt
+        value = (seed * 7 + len(variant)) % 10 / 10
+        return ({"val_zsl_top1": value, "val_localisation": value / 2, "val_score": value,
+                 "val_localisation_at_init": None, "zsl_top1": 0.99},
+                {"zsl_top1": value + 0.05, "localisation": value, "gzsl_h": value})
+
+    return runner
+
+
+def test_a_study_resumes_where_it_stopped(tmp_path):
+    plan, calls = small_plan(), []
+    with pytest.raises(KeyboardInterrupt):
+        study.run_study(plan, str(tmp_path), "design", [0, 1], ["full", "no_cct"],
+                        fake_runner(calls, fail_at=3))
+    assert len(study.read_records(tmp_path / study.VALIDATION)) == 2
+    calls.clear()
+    assert study.run_study(plan, str(tmp_path), "design", [0, 1], ["full", "no_cct"],
+                           fake_runner(calls)) == 2
+    assert calls == [("design", 1, "full"), ("design", 1, "no_cct")]  # the killed one again
+    assert study.run_study(plan, str(tmp_path), "design", [0, 1], ["full", "no_cct"],
+                           fake_runner(calls)) == 0
+    # Another plan's records are not mixed in.
+    other = small_plan(overrides=["train.refit=true"])
+    with pytest.raises(study.StudyError, match="runs of another plan"):
+        study.run_study(other, str(tmp_path), "design", [0], ["full"], fake_runner([]))
+
+
+def test_the_choice_reads_no_test_number(tmp_path):
+    """Validation and test records go to separate files; only validation keys reach the
+    one `choose` reads, and its decisions are the same with the test file gone."""
+    plan = small_plan(pilot_seeds=[])
+    variants = ["full", "mask_sample_points", "alternate"]
+    study.run_study(plan, str(tmp_path), "design", list(range(6)), variants, fake_runner([]))
+    validation = study.read_records(tmp_path / study.VALIDATION)
+    assert all("zsl_top1" not in r and "localisation" not in r for r in validation)
+    assert all("val_score" not in r for r in study.read_records(tmp_path / study.SEALED))
+    assert "not chosen yet" in study.report(plan, str(tmp_path))
+    first = study.choose(plan, str(tmp_path))
+    shutil.rmtree(tmp_path / "sealed")
+    assert study.choose(plan, str(tmp_path)) == first
+    names = {d["name"]: d for d in first}
+    assert names["mask_sample_points"]["n"] == 6 and names["anchor_cnet"]["n"] == 0
+    assert "## Options (chosen on validation" in study.report(plan, str(tmp_path))
+
+
+def test_claims_are_paired_per_seed_and_pilots_left_out(tmp_path):
+    plan = small_plan()
+    records = []
+    rng = np.random.default_rng(0)
+    for seed in [*range(10), 900]:
+        base = rng.uniform(0.3, 0.6)
+        for variant, shift in (("full", 0.05), ("random", 0.0)):
+            records.append({"data": "design", "seed": seed, "variant": variant,
+                            "localisation": base + shift + rng.normal(0, 0.005),
+                            "localisation_at_init": base})
+    rows = study.compare(records, "design", plan["claims"]["comparisons"][:1], 0.05, {900})
+    assert rows[0]["n"] == 10 and rows[0]["verdict"] == "holds"
+    assert rows[0]["mean"] == pytest.approx(5.0, abs=0.5)  # points
+    at_init = study.compare(records, "design", plan["claims"]["comparisons"][5:6], 0.05)
+    assert at_init[0]["n"] == 11 and at_init[0]["mean"] == pytest.approx(5.0, abs=0.5)
+
+
+def test_a_bad_plan_is_one_line(tmp_path):
+    plan = json.loads(open(study.PLAN).read())
+    plan["variants"]["full"]["start"] = "joint"
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    with pytest.raises(study.StudyError, match="variants.full.start must be"):
+        study.read_plan(str(path))
+    with pytest.raises(study.StudyError, match="seeds.count is not set"):
+        study.seed_list(study.read_plan(), ["plan"])
+
+
+# ---------------------------------------------------------------------------
+# Real runs: two invocations give the same numbers
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_invocations_give_identical_numbers(tmp_path, monkeypatch):
+    """A tiny plan (the demo config at test size): the shared start, a joint-stage
+    variant and a warm-up one, run twice into two folders, agree to the last digit."""
+    plan = small_plan()
+    plan["config"] = "configs/demo.json"
+    data_dir = tmp_path / "data"
+    plan["overrides"] = [o for o in tiny_overrides(tmp_path, data_dir) if not
+                         o.startswith("output_dir=")] + ["train.refit=false"]
+    plan["data_seeds"] = {"design": 0}
+    monkeypatch.setenv("TF_DETERMINISTIC_OPS", "1")
+    results = []
+    for name in ("first", "second"):
+        output = str(tmp_path / name)
+        study.run_study(plan, output, "design", [3], ["full", "no_cpt_div", "global"])
+        records = study.read_records(os.path.join(output, study.VALIDATION))
+        tests = study.read_records(os.path.join(output, study.SEALED))
+        for r in records:
+            r.pop("seconds")
+        results.append((records, tests))
+    assert results[0] == results[1]
+    records = {r["variant"]: r for r in results[0][0]}
+    assert records["full"]["val_localisation_at_init"] is not None
+    assert records["global"]["val_localisation"] is None
