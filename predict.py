@@ -7,7 +7,7 @@ Writes a CSV (file, top-k class names and scores, part boxes). `--model` is a
 SavedModel folder (TensorFlow). A SavedModel's graph is code that predicting runs:
 a folder whose graph holds ops export.py never writes is refused before it is
 loaded, unless `--trust-savedmodel`. `--skip-bad-images` drops unreadable image
-files instead of stopping. See `sgma_keras/workflow/predict.py`.
+files instead of stopping. See `sgma_keras/workflow/predictor.py`.
 """
 
 import sys

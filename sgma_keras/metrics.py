@@ -19,31 +19,19 @@ Conventions (shared with the model and `sgma_keras.zero_shot`):
 The metrics keep per-class `correct` and `total` counts in (non-trainable)
 vector variables, so they are exact over a whole `evaluate()` pass whatever
 the batching, and they only use `keras.ops` so that they run on TensorFlow,
-JAX and PyTorch, inside or outside a compiled (jit) step.
+JAX and PyTorch, inside or outside a compiled (jit) step. The prediction rule,
+the per-class mean and H are `sgma_keras.zero_shot`'s functions called with
+`keras.ops`, so these metrics and the NumPy evaluation report one rule
+(`tests/test_accuracy_parity.py`).
 """
 
 import keras
 import numpy as np
 from keras import ops
 
+from sgma_keras import zero_shot
+
 __all__ = ["PerClassAccuracy", "ZSLAccuracy", "GZSLAccuracy"]
-
-
-def _class_mask(num_classes, classes, arg_name):
-    """Returns a float32 0/1 vector of length `num_classes` (all ones if None)."""
-    if classes is None:
-        return np.ones((num_classes,), dtype="float32")
-    ids = np.asarray(classes, dtype="int64").reshape(-1)
-    if ids.size == 0:
-        raise ValueError(f"`{arg_name}` must not be empty. Received: {classes}")
-    if ids.min() < 0 or ids.max() >= num_classes:
-        raise ValueError(
-            f"`{arg_name}` must hold class ids in [0, {num_classes}). "
-            f"Received ids from {ids.min()} to {ids.max()}."
-        )
-    mask = np.zeros((num_classes,), dtype="float32")
-    mask[ids] = 1.0
-    return mask
 
 
 def _as_id_list(classes):
@@ -51,12 +39,6 @@ def _as_id_list(classes):
     if classes is None:
         return None
     return sorted({int(c) for c in np.asarray(classes).reshape(-1)})
-
-
-def _masked_mean(values, mask):
-    """Mean of `values` where `mask` is 1; 0 when the mask is empty."""
-    count = ops.sum(mask)
-    return ops.divide(ops.sum(values * mask), ops.maximum(count, 1.0))
 
 
 class _PerClassCounts(keras.metrics.Metric):
@@ -100,19 +82,12 @@ class _PerClassCounts(keras.metrics.Metric):
 
         # Masks are numpy constants, baked into the traced step: changing
         # `calibration` needs a new metric (and a recompile).
-        self._class_mask = _class_mask(num_classes, classes, "classes")
-        # One additive bias does both the calibration and the restriction to
-        # candidates: -inf (not a large constant) so that a non-candidate
-        # never wins, whatever the scale of the scores.
-        candidate_mask = _class_mask(num_classes, candidates, "candidates")
-        offset = np.zeros((num_classes,), "float32")
-        if calibrated_classes is not None:
-            offset = self.calibration * _class_mask(
-                num_classes, calibrated_classes, "calibrated_classes"
-            )
-        self._score_bias = np.where(candidate_mask > 0, -offset, -np.inf).astype(
-            "float32"
-        )
+        self._class_mask = zero_shot.class_mask(num_classes, classes, "classes")
+        # The prediction rule of `sgma_keras.zero_shot`: one additive bias does
+        # both the calibration and the restriction to candidates.
+        self._score_bias = zero_shot.score_bias(
+            num_classes, candidates, self.calibration, calibrated_classes
+        ).astype("float32")
 
         self.correct = self.add_variable(
             shape=(num_classes,),
@@ -129,8 +104,10 @@ class _PerClassCounts(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true = ops.cast(ops.reshape(y_true, (-1,)), "int32")
-        scores = ops.cast(y_pred, "float32") + ops.convert_to_tensor(self._score_bias)
-        y_hat = ops.cast(ops.argmax(scores, axis=-1), "int32")
+        y_hat = zero_shot.predict_classes(
+            ops.cast(y_pred, "float32"), ops.convert_to_tensor(self._score_bias), xp=ops
+        )
+        y_hat = ops.cast(y_hat, "int32")
         hit = ops.cast(ops.equal(y_hat, y_true), "float32")
 
         # Weight of each sample: 0 when its class is not counted.
@@ -146,14 +123,19 @@ class _PerClassCounts(keras.metrics.Metric):
 
     def per_class_accuracy(self):
         """Per-class accuracy vector (0 for classes without samples)."""
-        return ops.divide(self.correct, ops.maximum(self.total, 1e-12))
+        return zero_shot.class_accuracies(
+            ops.convert_to_tensor(self.correct), ops.convert_to_tensor(self.total), xp=ops
+        )
 
     def _mean_over(self, mask):
         """Per-class mean accuracy over the classes in `mask` that have samples."""
-        present = ops.cast(self.total > 0, "float32")
-        if mask is not None:
-            present = present * ops.convert_to_tensor(mask)
-        return ops.cast(_masked_mean(self.per_class_accuracy(), present), self.dtype)
+        mean = zero_shot.mean_class_accuracy(
+            ops.convert_to_tensor(self.correct),
+            ops.convert_to_tensor(self.total),
+            None if mask is None else ops.convert_to_tensor(mask),
+            xp=ops,
+        )
+        return ops.cast(mean, self.dtype)
 
     def get_config(self):
         return {
@@ -336,13 +318,13 @@ class GZSLAccuracy(_PerClassCounts):
         )
         self.seen_classes = seen
         self.unseen_classes = unseen
-        self._seen_mask = _class_mask(num_classes, seen, "seen_classes")
-        self._unseen_mask = _class_mask(num_classes, unseen, "unseen_classes")
+        self._seen_mask = zero_shot.class_mask(num_classes, seen, "seen_classes")
+        self._unseen_mask = zero_shot.class_mask(num_classes, unseen, "unseen_classes")
 
     def result(self):
         u = self._mean_over(self._unseen_mask)
         s = self._mean_over(self._seen_mask)
-        h = ops.divide(2.0 * u * s, ops.maximum(u + s, 1e-12))
+        h = zero_shot.harmonic_mean(u, s, xp=ops)
         return {
             f"{self.name}_u": u,
             f"{self.name}_s": s,

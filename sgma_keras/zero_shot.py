@@ -1,8 +1,11 @@
 """Zero-shot maths on collected predictions: accuracies, calibration,
-seen-unseen curves and part localisation scores (NumPy only).
+seen-unseen curves and part localisation scores (NumPy; the few rule functions
+named below also run on `keras.ops` tensors).
 
 Everything here works on arrays gathered by `model.predict` (see
-`evaluate.py`), with the conventions of `sgma_keras.metrics`:
+`evaluate.py`), with the conventions of `sgma_keras.metrics`, whose Keras
+metrics call the same rule functions (`score_bias`, `predict_classes`,
+`mean_class_accuracy`, `harmonic_mean`) with `keras.ops`:
 
 - `scores`: `(N, num_classes)` over all classes, higher = more likely;
 - `labels`: `(N,)` global class ids;
@@ -23,6 +26,11 @@ import numpy as np
 from sgma_keras.atomic_io import json_ready
 
 __all__ = [
+    "class_mask",
+    "score_bias",
+    "predict_classes",
+    "class_accuracies",
+    "mean_class_accuracy",
     "per_class_accuracy",
     "zsl_accuracy",
     "gzsl_accuracy",
@@ -72,35 +80,98 @@ def _check_scores_labels(scores, labels):
     return scores, labels
 
 
-def _predict(scores, candidates, calibration=0.0, calibrated=None):
-    """Global class id of the argmax over `candidates` (sorted ids)."""
-    scores = scores[:, candidates]
-    if calibrated is not None and calibration != 0.0:
-        scores = scores - calibration * np.isin(candidates, calibrated)
-    return candidates[np.argmax(scores, axis=1)]
+# The accuracy rule, written once. `sgma_keras.metrics` calls these functions with
+# `xp=keras.ops` on its accumulated counts (inside a compiled step); the functions
+# below call them with `xp=numpy` on whole arrays. They only use what both
+# namespaces share (`argmax`, `where`, `sum`, `maximum`, `divide`).
 
 
-def _per_class(correct, labels, classes):
-    """Per-class accuracy of `correct` (bool, per sample) over `classes`.
+def class_mask(num_classes, classes, arg_name="classes"):
+    """`(num_classes,)` float32 vector: 1 on the ids in `classes` (all ones for None).
 
-    Returns (mean over classes present, {class id: accuracy}).
+    Raises a ValueError naming `arg_name` for an empty list or an id outside
+    `[0, num_classes)`.
     """
+    mask = np.zeros((num_classes,), dtype="float32")
+    if classes is None:
+        mask[:] = 1.0
+    else:
+        mask[_ids(classes, num_classes, arg_name)] = 1.0
+    return mask
+
+
+def score_bias(num_classes, candidates=None, calibration=0.0, calibrated_classes=None):
+    """`(num_classes,)` float64 bias added to the scores before the argmax.
+
+    `-calibration` on `calibrated_classes` (calibrated stacking) and `-inf` on the
+    classes that are not `candidates` (None: every class is one), so that a
+    non-candidate never wins, whatever the scale of the scores.
+    """
+    offset = np.zeros((num_classes,), "float64")
+    if calibrated_classes is not None:
+        offset = float(calibration) * class_mask(
+            num_classes, calibrated_classes, "calibrated_classes"
+        ).astype("float64")
+    allowed = class_mask(num_classes, candidates, "candidates") > 0
+    return np.where(allowed, -offset, -np.inf)
+
+
+def predict_classes(scores, bias, xp=np):
+    """Predicted class id per row: the argmax of `scores + bias` (see `score_bias`).
+
+    Ties go to the lowest class id.
+    """
+    return xp.argmax(scores + bias, axis=-1)
+
+
+def class_accuracies(correct, total, xp=np):
+    """Per-class accuracy `correct / total` (0 where a class has no samples)."""
+    present = total > 0
+    return xp.where(present, xp.divide(correct, xp.where(present, total, 1.0)), 0.0)
+
+
+def mean_class_accuracy(correct, total, mask=None, xp=np):
+    """Mean of the per-class accuracies over the classes that have samples (and are 1
+    in the 0/1 float `mask`, None: all); 0 when no such class has a sample.
+
+    `correct` and `total` are per-class counts (or weight sums) over all classes.
+    """
+    present = xp.where(total > 0, 1.0 if mask is None else mask, 0.0)
+    accuracy = class_accuracies(correct, total, xp)
+    return xp.divide(xp.sum(accuracy * present), xp.maximum(xp.sum(present), 1.0))
+
+
+def harmonic_mean(u, s, xp=np):
+    """`2us / (u + s)`, 0 where `u + s = 0` (elementwise).
+
+    A float for Python or NumPy scalars; arrays and `keras.ops` tensors
+    (`xp=keras.ops`) stay arrays and tensors.
+    """
+    both = u + s
+    positive = both > 0
+    h = xp.where(positive, xp.divide(2.0 * u * s, xp.where(positive, both, 1.0)), 0.0)
+    return float(h) if xp is np and np.ndim(h) == 0 else h
+
+
+def _class_counts(correct, labels, classes, num_classes):
+    """Per-class (correct, total) counts over `num_classes`, of the samples whose
+    label is in `classes` (others are ignored)."""
     keep = np.isin(labels, classes)
-    present, counts = np.unique(labels[keep], return_counts=True)
-    if present.size == 0:
-        return 0.0, {}
-    hits = np.bincount(
-        np.searchsorted(present, labels[keep]),
-        weights=correct[keep].astype("float64"),
-        minlength=present.size,
-    )
-    accs = hits / counts
-    return float(accs.mean()), {int(c): float(a) for c, a in zip(present, accs)}
+    total = np.bincount(labels[keep], minlength=num_classes).astype("float64")
+    hits = np.bincount(labels[keep], weights=correct[keep].astype("float64"),
+                       minlength=num_classes)
+    return hits, total
 
 
-def harmonic_mean(u, s):
-    """`2us / (u + s)`, 0 when `u + s = 0`."""
-    return 0.0 if u + s <= 0 else float(2.0 * u * s / (u + s))
+def _per_class(correct, total, classes):
+    """(mean over `classes` that have samples, {class id: accuracy} of those)."""
+    # Only those classes, in id order: NumPy then sums exactly the terms (and in
+    # the order) a mean over the class accuracies would.
+    present = classes[total[classes] > 0]
+    correct, total = correct[present], total[present]
+    mean = float(mean_class_accuracy(correct, total))
+    accuracy = class_accuracies(correct, total)
+    return mean, {int(c): float(a) for c, a in zip(present, accuracy)}
 
 
 def per_class_accuracy(
@@ -132,13 +203,10 @@ def per_class_accuracy(
     num_classes = scores.shape[1]
     classes = _ids(classes, num_classes, "classes")
     candidates = _ids(candidates, num_classes, "candidates")
-    seen = (
-        None
-        if seen_classes is None
-        else _ids(seen_classes, num_classes, "seen_classes")
-    )
-    predicted = _predict(scores, candidates, calibration, seen)
-    return _per_class(predicted == labels, labels, classes)
+    seen = None if seen_classes is None else _ids(seen_classes, num_classes, "seen_classes")
+    bias = score_bias(num_classes, candidates, calibration, seen)
+    correct = predict_classes(scores, bias) == labels
+    return _per_class(*_class_counts(correct, labels, classes, num_classes), classes)
 
 
 def zsl_accuracy(scores, labels, unseen_classes):
@@ -177,11 +245,14 @@ def gzsl_accuracy(
     (0.5, 1.0, 0.6667)
     """
     scores, labels = _check_scores_labels(scores, labels)
-    seen, unseen = _split(scores.shape[1], seen_classes, unseen_classes)
+    num_classes = scores.shape[1]
+    seen, unseen = _split(num_classes, seen_classes, unseen_classes)
     candidates = np.union1d(seen, unseen)
-    correct = _predict(scores, candidates, calibration, seen) == labels
-    s, accs_s = _per_class(correct, labels, seen)
-    u, accs_u = _per_class(correct, labels, unseen)
+    bias = score_bias(num_classes, candidates, calibration, seen)
+    correct = predict_classes(scores, bias) == labels
+    counts = _class_counts(correct, labels, candidates, num_classes)
+    s, accs_s = _per_class(*counts, seen)
+    u, accs_u = _per_class(*counts, unseen)
     result = {"u": u, "s": s, "h": harmonic_mean(u, s)}
     if per_class:
         result["per_class"] = {**accs_s, **accs_u}
@@ -318,8 +389,7 @@ def choose_calibration(scores, labels, seen_classes, unseen_classes, grid=None):
         if gammas.size == 0:
             raise ValueError("`grid` must not be empty.")
         s, u = np.array([model.evaluate(g) for g in gammas]).T
-    with np.errstate(invalid="ignore", divide="ignore"):
-        h = np.where(u + s > 0, 2.0 * u * s / (u + s), 0.0)
+    h = harmonic_mean(u, s)
     best = np.flatnonzero(h >= h.max() - 1e-12)
     i = best[np.argmin(np.abs(gammas[best]))]
     return float(gammas[i]), float(h[i])

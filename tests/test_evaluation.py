@@ -309,7 +309,7 @@ def test_visual_indices_spread_over_both_test_splits():
 def test_choices_on_validation_scale_the_heads_and_pick_gamma_cc(setup):
     from sgma_keras.config import load_config
     from sgma_keras.workflow import selection
-    from sgma_keras.workflow.predictions import collect_predictions
+    from sgma_keras.workflow.split_outputs import collect_predictions
     from sgma_keras.workflow.protocol import validation_protocol
 
     cfg = load_config(setup["config"])

@@ -11,7 +11,7 @@ import pytest
 
 from sgma_keras.workflow import cli
 from sgma_keras.workflow.files import removing_if_left_empty
-from sgma_keras.workflow.predict import list_images
+from sgma_keras.workflow.predictor import list_images
 from sgma_keras.workflow.terminal import wrap_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

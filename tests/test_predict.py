@@ -1,4 +1,4 @@
-"""predict.py / sgma_keras.workflow.predict: a trained model names images on its own.
+"""predict.py / sgma_keras.workflow.predictor: a trained model names images on its own.
 
 One tiny model is trained on the built-in data once per module (`train`, a few steps)
 and shared: its final.keras holds the class names and the calibration constant, a fresh
@@ -26,10 +26,11 @@ from PIL import Image
 from sgma_keras.config import load_config
 from sgma_keras.data.pipeline import decode_image_bytes
 from sgma_keras.semantics import l2_normalize_rows
-from sgma_keras.workflow import cli, export, predict, training
+from sgma_keras.workflow import cli, export, training
+from sgma_keras.workflow import predictor as predictor_module
 from sgma_keras.workflow.build import load_data
 from sgma_keras.workflow.checkpoints import RunFolder, load_checkpoint, read_checkpoint_config
-from sgma_keras.workflow.predictions import collect_predictions
+from sgma_keras.workflow.split_outputs import collect_predictions
 from tests.helpers import _seed  # noqa: F401  (cheap per-test seeding)
 from tests.test_training import ROOT, tiny_overrides
 
@@ -83,7 +84,7 @@ def test_best_checkpoint_holds_class_names_and_calibration(run):
 
 def test_old_checkpoint_loads_with_default_names_and_says_so(caplog):
     with caplog.at_level(logging.WARNING, logger="sgma_keras"):
-        predictor = predict.load_predictor(os.path.join(FIXTURE, "model.keras"))
+        predictor = predictor_module.load_predictor(os.path.join(FIXTURE, "model.keras"))
     assert "saved before models kept their class names" in caplog.text
     assert predictor.class_names[:2] == ("class_000", "class_001")
     assert predictor.calibration is None
@@ -92,7 +93,7 @@ def test_old_checkpoint_loads_with_default_names_and_says_so(caplog):
     assert result.mode == "gzsl"  # no constant: plain GZSL, never a silent 0
     np.testing.assert_allclose(result.scores, np.load(os.path.join(FIXTURE, "scores.npy")),
                                atol=1e-4)
-    with pytest.raises(predict.PredictError, match="calibration"):
+    with pytest.raises(predictor_module.PredictError, match="calibration"):
         predictor.predict(x, mode="gzsl-calibrated")
 
 
@@ -127,7 +128,8 @@ def test_fresh_process_names_image_files_without_the_dataset(run, tmp_path):
     assert all(r[1] in names and r[3] in names and r[5] in names for r in rows[1:])
     assert "gzsl-calibrated" in proc.stdout  # the stored constant is used by default
     # The same names as this process's predictor on the same files.
-    here = predict.load_predictor(run["best"]).predict(sorted(map(str, photos.iterdir())), 3)
+    here = predictor_module.load_predictor(run["best"]).predict(
+        sorted(map(str, photos.iterdir())), 3)
     assert [r[1] for r in rows[1:]] == here.predicted_names()
 
 
@@ -138,18 +140,18 @@ def test_prediction_scores_equal_evaluation_scores(run):
     model = load_checkpoint(run["best"])
     split = run["data"].splits["test_unseen"]
     evaluated = collect_predictions(model, split, run["cfg"])
-    files = predict.Predictor(model).predict(split.paths, mode="gzsl")
+    files = predictor_module.Predictor(model).predict(split.paths, mode="gzsl")
     # Equal up to float rounding (batches of another size sum in another order).
     np.testing.assert_allclose(files.scores, evaluated["scores"], atol=1e-5, rtol=0)
     # The same images decoded by PIL and given as an array (48 px, resized to 32 as in
     # evaluation): PIL-exact decoding makes them the same scores.
     pixels = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in split.paths])
-    arrays = predict.Predictor(model).predict(pixels, mode="gzsl")
+    arrays = predictor_module.Predictor(model).predict(pixels, mode="gzsl")
     np.testing.assert_allclose(arrays.scores, evaluated["scores"], atol=1e-5, rtol=0)
     import tensorflow as tf  # a tf.data.Dataset of (images, labels) batches works too
 
     dataset = tf.data.Dataset.from_tensor_slices((pixels, split.labels)).batch(5)
-    batches = predict.Predictor(model).predict(dataset, mode="gzsl")
+    batches = predictor_module.Predictor(model).predict(dataset, mode="gzsl")
     np.testing.assert_allclose(batches.scores, evaluated["scores"], atol=1e-5, rtol=0)
 
 
@@ -168,7 +170,7 @@ def test_saved_model_calibrated_prediction_equals_evaluation(run, tmp_path):
     expected = np.argmax(scores - gamma * seen_mask, axis=1)  # evaluation's gzsl_cal rule
 
     out = export.export_checkpoint(run["best"], str(tmp_path / "sm"))
-    served = predict.load_predictor(out)
+    served = predictor_module.load_predictor(out)
     assert served.calibration == pytest.approx(gamma)
     result = served.predict(paths, top_k=1)  # files fed at 48 px: resized in the graph
     assert result.mode == "gzsl-calibrated"
@@ -209,7 +211,7 @@ def test_jpeg_decoding_is_bit_identical_to_pil(run):
 
 
 def test_added_classes_are_scored_without_changing_the_others(run):
-    predictor = predict.load_predictor(run["best"])
+    predictor = predictor_module.load_predictor(run["best"])
     files = _test_images(run, 2)
     before = predictor.predict(files, mode="gzsl")
     vectors = np.eye(run["data"].semantic_dim, dtype="float32")[:2]
@@ -219,7 +221,7 @@ def test_added_classes_are_scored_without_changing_the_others(run):
     unseen = set(np.asarray(run["data"].class_names)[~predictor.seen_mask[:-2]]) | {"new a",
                                                                                    "new b"}
     assert {n for row in after.names for n in row} <= unseen  # zsl: never a trained class
-    with pytest.raises(predict.PredictError, match="given twice"):
+    with pytest.raises(predictor_module.PredictError, match="given twice"):
         predictor.add_classes(["new a"], vectors[:1])
 
 
@@ -229,9 +231,9 @@ def test_classes_file_replaces_the_class_set(run, tmp_path):
     path = tmp_path / "classes.json"
     path.write_text(json.dumps([{"name": f"held out {c}", "attributes": data.semantics[c].tolist()}
                                 for c in unseen]))
-    result = predict.run_predict(run["best"], _test_images(run, 2), str(tmp_path / "p.csv"),
-                                 classes_file=str(path), replace_classes=True, mode="zsl",
-                                 top_k=2, figures_dir=str(tmp_path / "figures"))
+    result = predictor_module.run_predict(
+        run["best"], _test_images(run, 2), str(tmp_path / "p.csv"), classes_file=str(path),
+        replace_classes=True, mode="zsl", top_k=2, figures_dir=str(tmp_path / "figures"))
     assert result.class_names == tuple(f"held out {c}" for c in unseen)
     assert {r[1] for r in _read_csv(tmp_path / "p.csv")[1:]} <= set(result.class_names)
     figures = sorted(os.listdir(tmp_path / "figures"))
@@ -251,7 +253,7 @@ def test_classes_added_by_raw_attributes_score_as_the_classes_they_copy(run):
     exactly as it, a test class's or a trained class's (which lends it its centre)."""
     data = run["data"]
     raw = _raw_attributes(data)
-    predictor = predict.load_predictor(run["best"])
+    predictor = predictor_module.load_predictor(run["best"])
     assert predictor.model.semantics_transform == "l2"
     files = _test_images(run, 2)
     images = np.random.default_rng(0).uniform(0, 255, (3, predictor.image_size,
@@ -320,7 +322,7 @@ def test_bad_classes_files_get_named_errors(run, tmp_path, capsys, monkeypatch, 
         message = "row 3: 3 attribute values, expected"
     path = tmp_path / name
     path.write_text(text.format(ones=ones, bad=bad))
-    monkeypatch.setattr(predict, "load_predictor", lambda p: pytest.fail("model loaded"))
+    monkeypatch.setattr(predictor_module, "load_predictor", lambda p: pytest.fail("model loaded"))
     code = cli.predict_main(["--model", str(run["best"]), "--classes", str(path),
                              "--output", str(tmp_path / "p.csv"), _test_images(run, 1)[0]])
     err = capsys.readouterr().err
@@ -334,16 +336,16 @@ def test_bad_classes_files_get_named_errors(run, tmp_path, capsys, monkeypatch, 
 def test_rank_modes():
     scores = np.array([[3.0, 2.5, 1.0, 0.0]], "float32")
     seen = np.array([True, True, False, False])
-    ids, top, _ = predict.rank_classes(scores, seen, "gzsl", None, 2)
+    ids, top, _ = predictor_module.rank_classes(scores, seen, "gzsl", None, 2)
     assert ids.tolist() == [[0, 1]]
-    ids, top, _ = predict.rank_classes(scores, seen, "zsl", None, 5)
+    ids, top, _ = predictor_module.rank_classes(scores, seen, "zsl", None, 5)
     assert ids.tolist() == [[2, 3]]  # k clipped to the candidates
-    ids, top, _ = predict.rank_classes(scores, seen, "gzsl-calibrated", 2.5, 2)
+    ids, top, _ = predictor_module.rank_classes(scores, seen, "gzsl-calibrated", 2.5, 2)
     assert ids.tolist() == [[2, 0]] and top.tolist() == [[1.0, 0.5]]
-    with pytest.raises(predict.PredictError, match="mode must be one of"):
-        predict.rank_classes(scores, seen, "top", None, 1)
-    with pytest.raises(predict.PredictError, match="has none"):
-        predict.rank_classes(scores, np.ones(4, bool), "zsl", None, 1)
+    with pytest.raises(predictor_module.PredictError, match="mode must be one of"):
+        predictor_module.rank_classes(scores, seen, "top", None, 1)
+    with pytest.raises(predictor_module.PredictError, match="has none"):
+        predictor_module.rank_classes(scores, np.ones(4, bool), "zsl", None, 1)
 
 
 # --- classes held out entirely from training, recognised from their descriptions ---
@@ -424,7 +426,8 @@ def _one_line_error(capsys):
 def test_classes_file_that_is_not_utf8_names_the_byte(untrained, tmp_path, capsys, monkeypatch):
     path = tmp_path / "classes.csv"
     path.write_bytes(b"sparrow,1,0,1,0,1\nmo\xefneau,0,1,0,1,0\n")
-    monkeypatch.setattr(predict, "load_predictor", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr(predictor_module, "load_predictor",
+                        lambda *a, **k: pytest.fail("model loaded"))
     code = cli.predict_main(["--model", str(untrained / "model.keras"), "--classes", str(path),
                              "--output", str(tmp_path / "p.csv"), str(untrained / "photos")])
     err = _one_line_error(capsys)
@@ -435,7 +438,8 @@ def test_classes_file_that_is_not_utf8_names_the_byte(untrained, tmp_path, capsy
 def test_all_zero_class_vector_is_refused(untrained, tmp_path, capsys, monkeypatch):
     path = tmp_path / "classes.csv"
     path.write_text("name,a,b,c,d,e\nsparrow,1,0,1,0,1\nnothing,0,0,0.0,-0,0\n")
-    monkeypatch.setattr(predict, "load_predictor", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr(predictor_module, "load_predictor",
+                        lambda *a, **k: pytest.fail("model loaded"))
     code = cli.predict_main(["--model", str(untrained / "model.keras"), "--classes", str(path),
                              "--output", str(tmp_path / "p.csv"), str(untrained / "photos")])
     err = _one_line_error(capsys)
@@ -444,10 +448,11 @@ def test_all_zero_class_vector_is_refused(untrained, tmp_path, capsys, monkeypat
 
 
 def test_non_finite_calibration_is_refused(untrained):
-    predictor = predict.load_predictor(str(untrained / "model.keras"))
+    predictor = predictor_module.load_predictor(str(untrained / "model.keras"))
     pixels = np.zeros((1, 32, 32, 3), "float32")
     for value in (float("nan"), float("inf"), "-inf"):
-        with pytest.raises(predict.PredictError, match="calibration must be a finite number"):
+        with pytest.raises(predictor_module.PredictError,
+                           match="calibration must be a finite number"):
             predictor.predict(pixels, calibration=value)
     assert predictor.predict(pixels, calibration=0.5, mode="gzsl-calibrated").mode == \
         "gzsl-calibrated"

@@ -9,7 +9,7 @@ import numpy as np
 from sgma_keras.config import load_config
 from sgma_keras.data import load_dataset
 from sgma_keras.workflow import cli
-from sgma_keras.workflow.predict import list_images, read_classes_file
+from sgma_keras.workflow.predictor import list_images, read_classes_file
 from sgma_keras.workflow.samples import write_samples
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

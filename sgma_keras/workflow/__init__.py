@@ -10,13 +10,14 @@ any cycle, imports inside functions included):
     checkpoints  run folder, crash-safe saving callbacks, checkpoint read/check/load
     build        config -> model (the model sections are its pieces' arguments),
                  optimizer, datasets
-    predictions  a model run over a split, in order (scores, boxes, maps)
+    split_outputs  a model run over a labelled split, in order (scores, boxes, maps):
+                 what evaluation and calibration read
     evaluation   test report: ZSL, GZSL, calibration on validation, AUSUC, figures
     logs         what training prints (a progress line on a terminal, one line per
                  epoch) and attention images in TensorBoard
     training     the stages as a table (warm-up, attention init, joint), `train(cfg)`
     export       TensorFlow SavedModel of a checkpoint
-    predict      a trained model (.keras or SavedModel) on image files, arrays or tf.data:
+    predictor    a trained model (.keras or SavedModel) on image files, arrays or tf.data:
                  top-k class names, boxes, maps; new classes from their descriptions
     samples      test images and class descriptions of a config's dataset (a first
                  prediction)

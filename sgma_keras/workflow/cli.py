@@ -602,7 +602,7 @@ def predict_main(argv=None):
             return _fail(error)
 
     with _quiet_start(args.verbose):
-        from sgma_keras.workflow.predict import run_predict
+        from sgma_keras.workflow.predictor import run_predict
 
     _setup_logging(args.verbose)
     try:

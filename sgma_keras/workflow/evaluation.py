@@ -68,7 +68,7 @@ from sgma_keras.workflow.checkpoints import (
     results_folder,
 )
 from sgma_keras.workflow.files import removing_if_left_empty
-from sgma_keras.workflow.predictions import collect_predictions, readable_split, to_numpy
+from sgma_keras.workflow.split_outputs import collect_predictions, readable_split, to_numpy
 from sgma_keras.workflow.protocol import gzsl_test_split, validation_protocol
 
 log = logging.getLogger("sgma_keras")

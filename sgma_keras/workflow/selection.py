@@ -18,7 +18,7 @@ import numpy as np
 
 from sgma_keras import zero_shot
 from sgma_keras.model import fuse_scores
-from sgma_keras.workflow.predictions import collect_predictions, to_numpy
+from sgma_keras.workflow.split_outputs import collect_predictions, to_numpy
 from sgma_keras.workflow.protocol import validation_protocol
 
 # What `choose_on_validation` writes into the run folder's checkpoints/.

@@ -2,7 +2,7 @@
 descriptions, part boxes and attention maps.
 
 ```python
-from sgma_keras.workflow.predict import load_predictor
+from sgma_keras.workflow.predictor import load_predictor
 
 predictor = load_predictor("runs/demo/checkpoints/final.keras")  # any backend
 result = predictor.predict(["bird.jpg", "photos/"], top_k=3)    # files or folders
@@ -49,7 +49,7 @@ from sgma_keras.text_input import MiB, read_text
 from sgma_keras.upgrade import saved_semantics
 from sgma_keras.workflow.checkpoints import load_checkpoint, read_checkpoint_config
 from sgma_keras.workflow.export import EXPORT_JSON, untrusted_ops
-from sgma_keras.workflow.predictions import to_numpy
+from sgma_keras.workflow.split_outputs import to_numpy
 
 log = logging.getLogger("sgma_keras")
 
