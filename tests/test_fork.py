@@ -78,6 +78,12 @@ def test_pieces_only_one_model_has_are_left_out(shared_start, data_dir, tmp_path
     assert same_weights(stage_model(global_only, "warmup").global_backbone,
                         stage_model(shared_start, "warmup").global_backbone)
     assert RunFolder(global_only["output_dir"]).completed() == ["warmup"]
+    # Random boxes: the cropper has no f_CNet, so it is not the start's.
+    random_boxes = tiny_cfg(tmp_path / "random", data_dir, "model.cropper.box_source=random",
+                            "train.init.enabled=false")
+    copied = fork_run(shared_start["output_dir"], random_boxes, "warmup")
+    assert "cropper" not in copied and "global_backbone" in copied
+    assert stage_model(random_boxes, "warmup").cropper.weights == []
 
 
 def test_a_fork_that_cannot_share_the_start_is_refused(shared_start, data_dir, tmp_path):

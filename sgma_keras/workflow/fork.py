@@ -16,7 +16,8 @@ embedding, class-center head, part backbones): a piece both models have gets the
 piece only the new model has keeps its seeded initial weights, and a piece only the
 source has is dropped. So a variant without the class-center head, without parts
 (from the warm-up), or with random boxes (from the warm-up) forks from the same
-source; a piece whose weights differ in shape stops the fork with the piece named.
+source; a piece whose weights differ in shape (a cropper without f_CNet for random
+boxes) is the variant's change and keeps its own initial weights, named in the log.
 """
 
 import json
@@ -63,24 +64,25 @@ def _pieces(model):
 
 
 def copy_pieces(source, target):
-    """Copies the weights of every built piece `source` and `target` both have.
+    """Copies the weights of every built piece `source` and `target` both have with
+    the same weight shapes; a piece the new config changes (random boxes: a cropper
+    without f_CNet) keeps its own initial weights.
 
-    Returns the names of the pieces copied.
+    Returns (copied, changed): the names of the pieces copied and of those left as
+    they were because their weights differ in shape.
     """
     theirs = dict(_pieces(source))
-    copied = []
+    copied, changed = [], []
     for name, piece in _pieces(target):
         if name not in theirs:
             continue
         weights = theirs[name].get_weights()
-        shapes = [tuple(w.shape) for w in weights], [tuple(v.shape) for v in piece.weights]
-        if shapes[0] != shapes[1]:
-            raise ForkError(f"piece {name!r}: the source run's weights have shapes "
-                            f"{shapes[0]}, the new model's {shapes[1]}; a fork cannot "
-                            "change a shared piece's architecture.")
+        if [tuple(w.shape) for w in weights] != [tuple(v.shape) for v in piece.weights]:
+            changed.append(name)
+            continue
         piece.set_weights(weights)
         copied.append(name)
-    return copied
+    return copied, changed
 
 
 def fork_run(source_dir, cfg, after):
@@ -128,11 +130,12 @@ def fork_run(source_dir, cfg, after):
     load_weights_quietly(old, source.stage_weights(after))
     new = build_model(cfg, data, seen)
     new.build((None, size, size, 3))
-    copied = copy_pieces(old, new)
+    copied, changed = copy_pieces(old, new)
     with claim_run_folder(cfg) as folder:
         for name in names[:names.index(after) + 1]:
             save_weights_atomic(new, folder.stage_weights(name))
             folder.mark_completed(name)
-    log.info("Run %s starts after stage %s of %s (pieces copied: %s)", cfg["output_dir"],
-             after, source_dir, ", ".join(copied))
+    log.info("Run %s starts after stage %s of %s (pieces copied: %s%s)", cfg["output_dir"],
+             after, source_dir, ", ".join(copied),
+             f"; of another shape, kept as built: {', '.join(changed)}" if changed else "")
     return copied
