@@ -155,7 +155,7 @@ def run_config(plan, variant, data, seed, run_dir):
 
 
 def _finished(run_dir, last_stage):
-    from sgma_keras.workflow.checkpoints import RunFolder
+    from sgma_keras.workflow.run_folder import RunFolder
 
     return last_stage in RunFolder(run_dir).completed()
 
@@ -199,9 +199,10 @@ def run_metrics(cfg, results):
     import keras
 
     from sgma_keras.workflow.build import build_model, load_data
-    from sgma_keras.workflow.checkpoints import RunFolder, load_weights_quietly
+    from sgma_keras.workflow.checkpoints import load_weights_quietly
     from sgma_keras.workflow.evaluation import split_localisation
     from sgma_keras.workflow.protocol import protocol
+    from sgma_keras.workflow.run_folder import RunFolder
     from sgma_keras.workflow.selection import CHOICES_FILE
 
     folder = RunFolder(cfg["output_dir"])

@@ -19,7 +19,7 @@ import pytest
 
 from sgma_keras.config import ConfigError, load_config
 from sgma_keras.errors import UserError
-from sgma_keras.workflow.checkpoints import RunFolder, RunFolderInUse
+from sgma_keras.workflow.run_folder import RunFolder, RunFolderInUse
 from tests.test_training import ROOT, run_train_cli, tiny_overrides
 
 
@@ -48,7 +48,7 @@ def test_second_lock_on_a_run_folder_is_refused(tmp_path):
 
 
 def test_lock_of_a_killed_process_never_blocks(tmp_path):
-    code = ("import sys, time; from sgma_keras.workflow.checkpoints import RunFolder; "
+    code = ("import sys, time; from sgma_keras.workflow.run_folder import RunFolder; "
             f"RunFolder({str(tmp_path / 'run')!r}).lock(); print('locked', flush=True); "
             "time.sleep(600)")
     holder = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
@@ -85,7 +85,7 @@ def test_second_train_process_exits_at_once(tmp_path, data_dir):
 
 
 def test_changed_config_stops_before_config_json_is_touched(tmp_path):
-    from sgma_keras.workflow.checkpoints import RunConfigChanged, accept_run_config
+    from sgma_keras.workflow.run_folder import RunConfigChanged, accept_run_config
 
     folder = RunFolder(str(tmp_path / "run"))
     cfg = load_config(None, [f"output_dir={tmp_path / 'run'}"], check_paths=False)
@@ -681,7 +681,7 @@ def test_evaluation_cleans_a_killed_one_and_names_a_training_run(tmp_path, caplo
 def test_results_folder_never_removes_what_a_live_writer_is_writing(tmp_path):
     import fcntl
 
-    from sgma_keras.workflow.checkpoints import results_folder
+    from sgma_keras.workflow.run_folder import results_folder
 
     run = tmp_path / "run"
     out = run / "eval"

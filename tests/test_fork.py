@@ -8,9 +8,10 @@ import pytest
 from sgma_keras.config import load_config
 from sgma_keras.workflow import training
 from sgma_keras.workflow.build import build_model, load_data
-from sgma_keras.workflow.checkpoints import RunFolder, load_weights_quietly
+from sgma_keras.workflow.checkpoints import load_weights_quietly
 from sgma_keras.workflow.fork import ForkError, fork_run
 from sgma_keras.workflow.protocol import protocol
+from sgma_keras.workflow.run_folder import RunFolder
 from tests.test_training import ROOT, tiny_overrides
 
 

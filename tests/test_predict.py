@@ -29,7 +29,8 @@ from sgma_keras.semantics import l2_normalize_rows
 from sgma_keras.workflow import cli, export, training
 from sgma_keras.workflow import predictor as predictor_module
 from sgma_keras.workflow.build import load_data
-from sgma_keras.workflow.checkpoints import RunFolder, load_checkpoint, read_checkpoint_config
+from sgma_keras.workflow.checkpoints import load_checkpoint, read_checkpoint_config
+from sgma_keras.workflow.run_folder import RunFolder
 from sgma_keras.workflow.split_outputs import collect_predictions
 from tests.helpers import _seed  # noqa: F401  (cheap per-test seeding)
 from tests.test_training import ROOT, tiny_overrides

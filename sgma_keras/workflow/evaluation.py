@@ -57,7 +57,6 @@ from sgma_keras.metrics import GZSLAccuracy, ZSLAccuracy
 from sgma_keras.plots import plot_attention_grid, plot_part_crops, plot_seen_unseen_curve
 from sgma_keras.workflow.build import eval_batch_size, load_data
 from sgma_keras.workflow.checkpoints import (
-    RunFolder,
     check_checkpoint_matches,
     default_checkpoint,
     describe_checkpoint,
@@ -65,11 +64,11 @@ from sgma_keras.workflow.checkpoints import (
     load_checkpoint,
     model_description,
     read_checkpoint_config,
-    results_folder,
 )
 from sgma_keras.workflow.files import removing_if_left_empty
 from sgma_keras.workflow.split_outputs import collect_predictions, readable_split, to_numpy
 from sgma_keras.workflow.protocol import gzsl_test_split, validation_protocol
+from sgma_keras.workflow.run_folder import RunFolder, results_folder
 
 log = logging.getLogger("sgma_keras")
 

@@ -95,13 +95,10 @@ def fork_run(source_dir, cfg, after):
     folder already holds a run.
     """
     from sgma_keras.workflow.build import build_model, load_data
-    from sgma_keras.workflow.checkpoints import (
-        RunFolder,
-        load_weights_quietly,
-        save_weights_atomic,
-    )
+    from sgma_keras.workflow.checkpoints import load_weights_quietly, save_weights_atomic
     from sgma_keras.workflow.processes import claim_run_folder
     from sgma_keras.workflow.protocol import protocol
+    from sgma_keras.workflow.run_folder import RunFolder
     from sgma_keras.workflow.training import STAGES
 
     names = [stage.name for stage in STAGES]

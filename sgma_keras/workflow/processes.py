@@ -26,13 +26,11 @@ from sgma_keras.multi_process import (
 )
 from sgma_keras.workflow.checkpoints import (
     BestAndLastCheckpoint,
-    RunFolder,
     SafeBackupAndRestore,
-    accept_run_config,
     ensure_writable_dir,
-    flat_config,
 )
 from sgma_keras.workflow.logs import AttentionImages
+from sgma_keras.workflow.run_folder import RunFolder, accept_run_config, flat_config
 
 
 def _same_config_everywhere(cfg):

@@ -1,7 +1,7 @@
 """Staged SGMA training (spec "Training"): warm-up, attention initialisation, joint.
 
 `train(cfg)` runs the stages of `STAGES` in order in a run folder (the layout is in
-`sgma_keras.workflow.checkpoints`), then evaluates the selected model on the test
+`sgma_keras.workflow.run_folder`), then evaluates the selected model on the test
 splits. Each stage is resumable (run the same command again) and skippable
 (`train.<stage>.enabled`). What a stage trains and which loss terms it optimises is
 the model's own table (`sgma_keras.model.MODEL_STAGES`); model selection uses the
@@ -31,7 +31,6 @@ from sgma_keras.model import MODEL_STAGES
 from sgma_keras.workflow.build import build_model, load_data, make_datasets, make_optimizer
 from sgma_keras.workflow.checkpoints import (
     BestAndLastCheckpoint,
-    RunFolder,
     SafeBackupAndRestore,
     backup_epoch,
     check_free_space,
@@ -48,6 +47,7 @@ from sgma_keras.workflow.interrupts import raise_if_requested
 from sgma_keras.workflow.logs import AttentionImages, EpochLine, StepProgress, fit_verbosity
 from sgma_keras.workflow.processes import claim_run_folder, this_process_callbacks
 from sgma_keras.workflow.protocol import protocol
+from sgma_keras.workflow.run_folder import RunFolder
 
 log = logging.getLogger("sgma_keras")
 
