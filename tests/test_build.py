@@ -17,6 +17,7 @@ import pytest
 from sgma_keras import arguments
 from sgma_keras import config as config_lib
 from sgma_keras.backbones import make_backbone
+from sgma_keras.config_validation import iter_fields
 from sgma_keras.layers import ClassCenterHead, MultiAttention, PartCropper, SemanticEmbedding
 from sgma_keras.model import SGMA
 from sgma_keras.workflow import build
@@ -116,7 +117,7 @@ def test_each_section_key_reaches_its_piece_under_its_own_name(key):
     section (`test_make_backbone_and_sgma_reach_a_registered_backbone`)."""
     _, section, arg = key.split(".")
     base = _base_config()
-    fields = dict(config_lib._iter_fields(config_lib.SCHEMA))
+    fields = dict(iter_fields(config_lib.SCHEMA))
     changed = copy.deepcopy(base)
     new = _changed_value(key, fields[key], base["model"][section][arg])
     changed["model"][section][arg] = new

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from sgma_keras import config as C
+from sgma_keras import config_output, config_validation
 from sgma_keras.config import ConfigError, Field, load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,10 +75,10 @@ def test_paper_configs_name_every_value_that_is_not_the_papers(name):
     with open(path, encoding="utf-8") as handle:
         comments = _comments(json.load(handle))
     cfg = load_config(path, check_paths=False)
-    fields = dict(C._iter_fields(C.SCHEMA))
+    fields = dict(config_validation.iter_fields(C.SCHEMA))
     assert "also the defaults" not in comments
     for key, value in NOT_THE_PAPERS.items():
-        assert C._lookup(cfg, key) == value, key
+        assert config_validation.lookup(cfg, key) == value, key
         assert key.rsplit(".", 1)[1] in comments, f"{name}: {key} is not the paper's; say why"
         if fields[key].default == value:
             assert "[choice" in fields[key].doc, key
@@ -102,9 +103,9 @@ def test_demo_validates_with_path_checks():
 
 def test_defaults_are_complete_and_paper():
     cfg = C.default_config()
-    paths = [p for p, _ in C._iter_fields(C.SCHEMA)]
+    paths = [p for p, _ in config_validation.iter_fields(C.SCHEMA)]
     for p in paths:
-        assert C._lookup(cfg, p) is not C._MISSING, p
+        assert config_validation.lookup(cfg, p) is not config_validation.MISSING, p
     assert cfg["output_dir"] == "runs/sgma"
     assert cfg["model"]["num_parts"] == 2 and cfg["model"]["share_part_backbones"] is False
     assert cfg["model"]["embedding"]["normalize"] is False
@@ -114,8 +115,8 @@ def test_defaults_are_complete_and_paper():
 
 
 def test_schema_markdown_lists_every_key():
-    md = C.schema_markdown()
-    for p, _ in C._iter_fields(C.SCHEMA):
+    md = config_output.schema_markdown()
+    for p, _ in config_validation.iter_fields(C.SCHEMA):
         assert f"| `{p}` |" in md
     assert "| `model.num_parts` | int >= 0 | `2` |" in md
     assert "| `model.center` | section \\| null | | the arguments of ClassCenterHead" in md
@@ -124,7 +125,7 @@ def test_schema_markdown_lists_every_key():
 def test_docs_config_md_is_the_generated_reference():
     path = os.path.join(os.path.dirname(__file__), "..", "docs", "CONFIG.md")
     with open(path, encoding="utf-8") as f:
-        assert f.read() == C.reference_markdown(), (
+        assert f.read() == config_output.reference_markdown(), (
             "docs/CONFIG.md is out of date: python -m sgma_keras.workflow.cli config "
             "--markdown > docs/CONFIG.md"
         )
@@ -353,9 +354,9 @@ def test_list_fields():
 
 def test_round_trip_and_save(tmp_path):
     cfg = load_config(os.path.join(REPO, "configs", "demo.json"), ["model.num_parts=3"])
-    assert json.loads(C.config_to_json(cfg)) == cfg
+    assert json.loads(config_output.config_to_json(cfg)) == cfg
     run_dir = tmp_path / "run"
-    out = C.save_resolved_config(cfg, run_dir)
+    out = config_output.save_resolved_config(cfg, run_dir)
     assert out == str(run_dir / "config.json")
     assert sorted(os.listdir(run_dir)) == ["config.json", "versions.json"]  # no temp files
     assert load_config(out) == cfg
@@ -368,19 +369,19 @@ def test_round_trip_and_save(tmp_path):
     assert versions["backend"] == keras.backend.backend()
     assert versions["python"].count(".") == 2
     # overwrite in place
-    C.save_resolved_config(cfg, run_dir)
+    config_output.save_resolved_config(cfg, run_dir)
     assert sorted(os.listdir(run_dir)) == ["config.json", "versions.json"]
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
     with pytest.raises(ValueError):  # unserialisable: fails before any file is made
-        C.save_resolved_config({"x": float("nan")}, tmp_path)
+        config_output.save_resolved_config({"x": float("nan")}, tmp_path)
     assert os.listdir(tmp_path) == []
 
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(C.os, "replace", broken_replace)
+    monkeypatch.setattr(config_output.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        C.save_resolved_config(C.default_config(), tmp_path)
+        config_output.save_resolved_config(C.default_config(), tmp_path)
     assert os.listdir(tmp_path) == []  # the temp file was removed

@@ -37,14 +37,8 @@ import shlex
 import signal
 import sys
 
-from sgma_keras.config import (
-    ConfigError,
-    builtin_config_names,
-    config_to_json,
-    find_config,
-    load_config,
-    reference_markdown,
-)
+from sgma_keras.config import ConfigError, builtin_config_names, find_config, load_config
+from sgma_keras.config_output import config_to_json, reference_markdown
 from sgma_keras.errors import UserError
 from sgma_keras.workflow.files import default_checkpoint_path, read_checkpoint_config
 from sgma_keras.workflow.interrupts import handling_stop_signals

@@ -38,7 +38,8 @@ except ImportError:  # not POSIX: no run-folder lock
     fcntl = None
 
 from sgma_keras.atomic_io import write_json_atomic
-from sgma_keras.config import architecture_keys, save_resolved_config
+from sgma_keras.config import architecture_keys
+from sgma_keras.config_output import save_resolved_config
 from sgma_keras.errors import UserError
 from sgma_keras.upgrade import upgrade_run_config
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import pytest
 
 from sgma_keras import config as config_lib
+from sgma_keras.config_validation import iter_fields
 from sgma_keras.data import loader
 from sgma_keras.registry import SOURCES
 
@@ -114,6 +115,6 @@ def test_every_schema_data_key_is_read(monkeypatch):
     for source in LOADERS:
         with monkeypatch.context() as m:
             read |= _run(source, m)[0]
-    declared = {key for key, _ in config_lib._iter_fields(config_lib.SCHEMA["data"], "data.")}
+    declared = {key for key, _ in iter_fields(config_lib.SCHEMA["data"], "data.")}
     dead = declared - read - set(READ_ELSEWHERE)
     assert not dead, f"schema data keys no loader reads: {sorted(dead)}"
