@@ -26,6 +26,11 @@ Usage::
     cfg = load_config("configs/cub.json", ["model.num_parts=3", "train.jit=true"])
     cfg["model"]["num_parts"]  # -> 3
 
+or, to check a config and see it resolved (or the schema as Markdown)::
+
+    python -m sgma_keras.config configs/cub.json --set model.num_parts=3
+    python -m sgma_keras.config --markdown > docs/CONFIG.md
+
 Conventions of the config files:
 
 * JSON objects mirror the schema's sections; keys starting with ``_`` are comments at any
@@ -456,3 +461,12 @@ def default_config() -> dict:
     """The resolved default config (no file, no path checks)."""
     return validate_config({}, check_paths=False)
 
+
+if __name__ == "__main__":
+    # python -m sgma_keras.config CONFIG [--set KEY=VALUE ...] [--markdown]: the config
+    # command of the command line (imported here: the workflow imports this module).
+    import sys
+
+    from sgma_keras.workflow.cli import config_main
+
+    sys.exit(config_main())

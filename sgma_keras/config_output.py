@@ -88,7 +88,7 @@ def reference_markdown() -> str:
         "# Configuration reference\n\n"
         "Generated from `sgma_keras/config.py` and, for the model's sections (each the "
         "arguments of the layer it builds), `sgma_keras/arguments.py`, by "
-        "`python -m sgma_keras.workflow.cli config --markdown > docs/CONFIG.md`. Keys starting "
+        "`python -m sgma_keras.config --markdown > docs/CONFIG.md`. Keys starting "
         "with `_` are comments. `[paper]` marks the paper's setting, `[choice]` our default "
         "where the paper is silent, `[choice, not the paper's: ...]` a default that departs "
         "from the paper, with the reason. The toy-set numbers are from the option study "

@@ -139,6 +139,37 @@ def test_config_check_loads_no_framework():
     assert _heavy(result) == "[]"
 
 
+def _config_module(*argv, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "sgma_keras.config", *argv], cwd=cwd,
+                          env=_env(), capture_output=True, text=True, timeout=120)
+
+
+def test_python_m_sgma_keras_config_prints_the_resolved_config(tmp_path):
+    """`python -m sgma_keras.config` (the command docs/CONFIG.md and the module name) runs
+    the config command: a good config printed resolved, a bad one named in one line."""
+    result = _config_module(os.path.join(ROOT, "configs", "demo.json"),
+                            "--set", "model.num_parts=1", cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    cfg = json.loads(result.stdout)
+    assert cfg["name"] == "demo" and cfg["model"]["num_parts"] == 1
+    assert cfg["output_dir"] == "runs/demo"  # resolved: `{name}` expanded
+    assert "train" in cfg and "eval" in cfg  # defaults filled
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"model": {"num_prts": 2}}))
+    result = _config_module(str(bad), cwd=str(tmp_path))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    problems = [line for line in result.stderr.splitlines() if line.startswith("  - ")]
+    assert problems == ["  - model.num_prts: unknown key (did you mean 'num_parts'?)"], \
+        result.stderr
+    assert str(bad) in result.stderr
+
+    result = _config_module("--help")
+    assert result.returncode == 0 and result.stdout.startswith(
+        "usage: python -m sgma_keras.config"), result.stdout
+
+
 # --------------------------------------------------------------------------
 # What a training run prints when stdout is a pipe
 # --------------------------------------------------------------------------

@@ -126,8 +126,8 @@ def test_docs_config_md_is_the_generated_reference():
     path = os.path.join(os.path.dirname(__file__), "..", "docs", "CONFIG.md")
     with open(path, encoding="utf-8") as f:
         assert f.read() == config_output.reference_markdown(), (
-            "docs/CONFIG.md is out of date: python -m sgma_keras.workflow.cli config "
-            "--markdown > docs/CONFIG.md"
+            "docs/CONFIG.md is out of date: python -m sgma_keras.config --markdown > "
+            "docs/CONFIG.md"
         )
 
 

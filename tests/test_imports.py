@@ -4,6 +4,11 @@ Every `import` statement of every module is read with `ast`, those inside functi
 included (a lazy import is still an edge: it only hides a cycle until the function
 runs). `from sgma_keras import layers` is an edge to the submodule `sgma_keras.layers`;
 an import of a name defined in a package's `__init__` is an edge to that package.
+
+The one exception is a module's `if __name__ == "__main__":` block: it runs only when
+the module is the program (`python -m sgma_keras.config`), never when it is imported,
+so its imports are not edges (`python -m sgma_keras.config` runs the workflow's
+command, which imports `sgma_keras.config` itself).
 """
 
 import ast
@@ -45,10 +50,24 @@ def _absolute(module, node):
     return ".".join(base + ([node.module] if node.module else []))
 
 
+def _is_main_block(node):
+    """`if __name__ == "__main__":`"""
+    test = getattr(node, "test", None)
+    return (isinstance(node, ast.If) and isinstance(test, ast.Compare)
+            and ast.unparse(test).replace("'", '"') == '__name__ == "__main__"')
+
+
+def _import_nodes(tree):
+    """Every import statement of a module but those of its `__main__` block."""
+    skipped = {id(n) for top in tree.body if _is_main_block(top) for n in ast.walk(top)}
+    return [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+            and id(n) not in skipped]
+
+
 def _imports(module):
     """(target module, imported name or None, line) of every import of `module`."""
     tree = ast.parse(open(MODULES[module], encoding="utf-8").read())
-    for node in ast.walk(tree):
+    for node in _import_nodes(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == PACKAGE:
@@ -105,6 +124,18 @@ def test_the_walker_sees_lazy_imports_and_finds_cycles():
     assert "sgma_keras.workflow.training" in graph["sgma_keras.workflow.cli"]
     assert _find_cycle({"a": ["b"], "b": ["c"], "c": ["a"]}) == ["a", "b", "c", "a"]
     assert _find_cycle({"a": ["b"], "b": []}) is None
+
+
+def test_the_walker_skips_only_the_main_block():
+    tree = ast.parse("import a\n"
+                     "def f():\n    import b\n"
+                     "if __name__ == '__main__':\n    import c\n"
+                     "if __name__ == 'other':\n    import d\n")
+    assert [n.names[0].name for n in _import_nodes(tree)] == ["a", "b", "d"]
+    # `python -m sgma_keras.config` runs the workflow's config command from that block.
+    source = open(MODULES["sgma_keras.config"], encoding="utf-8").read()
+    assert "from sgma_keras.workflow.cli import config_main" in source
+    assert not [t for t in _graph()["sgma_keras.config"] if t.startswith("sgma_keras.workflow")]
 
 
 def test_no_import_cycles():

@@ -679,13 +679,19 @@ def samples_main(argv=None):
 
 def config_main(argv=None):
     """Validate a config and print it resolved (or the schema as Markdown)."""
-    parser = _parser("python -m sgma_keras.workflow.cli config", "Validate a config and print it resolved.",
+    parser = _parser("python -m sgma_keras.config", "Validate a config and print it resolved.",
                      config_required=False)
+    parser.add_argument("config_file", nargs="?", metavar="CONFIG",
+                        help="the config file, as --config (one of the two)")
     parser.add_argument("--no-check-paths", action="store_true",
                         help="do not check that data paths exist")
     parser.add_argument("--markdown", action="store_true",
                         help="print docs/CONFIG.md (the schema as a Markdown table) and exit")
     args = parser.parse_args(argv)
+    if args.config_file is not None:
+        if args.config is not None:
+            parser.error("name the config once: CONFIG or --config")
+        args.config = args.config_file
     if args.markdown:
         sys.stdout.write(reference_markdown())
         return 0
