@@ -57,6 +57,7 @@ from sgma_keras.config_validation import (
     builtin_config_names,
     find_config,
     iter_fields,
+    iter_sections,
     parse_override,
 )
 from sgma_keras.fields import PATH, Field
@@ -450,11 +451,15 @@ def resolve_section(name: str, values: Mapping | None, *, check_paths: bool = Fa
 
 
 def architecture_keys(schema: Mapping | None = None) -> frozenset:
-    """The keys whose value shapes the trained weights (`Field(architecture=True)`): a
-    saved model of another value is another model, and a run folder never continues
-    under a change of one."""
+    """The keys whose value shapes the trained weights: each `Field(architecture=True)`,
+    and each section that may be null (`model.center`: whether the piece it builds, and
+    its weights, exist). A saved model of another value is another model, and a run
+    folder never continues under a change of one."""
     schema = SCHEMA if schema is None else schema
-    return frozenset(path for path, field in iter_fields(schema) if field.architecture)
+    fields = {path for path, field in iter_fields(schema) if field.architecture}
+    sections = {path for path, section in iter_sections(schema)
+                if getattr(section, "nullable", False)}
+    return frozenset(fields | sections)
 
 
 def default_config() -> dict:

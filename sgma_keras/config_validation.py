@@ -38,6 +38,7 @@ __all__ = [
     "Section",
     "Rule",
     "iter_fields",
+    "iter_sections",
     "lookup",
     "read_config_file",
     "parse_override",
@@ -91,6 +92,14 @@ def iter_fields(schema: Mapping, prefix: str = ""):
             yield from iter_fields(spec, path + ".")
         else:
             yield path, spec
+
+
+def iter_sections(schema: Mapping, prefix: str = ""):
+    """(key path, section) for every section, in schema order."""
+    for key, spec in schema.items():
+        if isinstance(spec, Mapping):
+            yield f"{prefix}{key}", spec
+            yield from iter_sections(spec, f"{prefix}{key}.")
 
 
 def _all_paths(schema: Mapping, prefix: str = ""):

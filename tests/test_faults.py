@@ -120,6 +120,32 @@ def test_changed_config_stops_before_config_json_is_touched(tmp_path):
         accept_run_config(folder, other, allow_change=True)
 
 
+@pytest.mark.parametrize("first,then", [("{}", "null"), ("null", "{}")])
+def test_class_center_branch_on_or_off_is_a_changed_architecture(tmp_path, first, then):
+    """`model.center` null (no class-center head) against a section (a head with its
+    weights): the run folder's model would not fit, so even --allow-config-change is
+    refused, and a config differing inside the section names the section's key."""
+    from sgma_keras.workflow.run_folder import RunConfigChanged, accept_run_config
+
+    root = tmp_path / "run"
+    folder = RunFolder(str(root))
+    trained = load_config(None, [f"output_dir={root}", f"model.center={first}"],
+                          check_paths=False)
+    accept_run_config(folder, trained)
+    before = (root / "config.json").read_text()
+    other = load_config(None, [f"output_dir={root}", f"model.center={then}"],
+                        check_paths=False)
+    for allow in (False, True):
+        with pytest.raises(RunConfigChanged) as caught:
+            accept_run_config(folder, other, allow_change=allow)
+        message = str(caught.value)
+        assert "holds a model of another architecture" in message, message
+        assert "model.center cannot change within a run" in message, message
+        assert "  - model.center: " in message and "latent_dim" in message, message
+        assert (root / "config.json").read_text() == before
+    assert accept_run_config(folder, trained) == {}  # the folder's own config: accepted
+
+
 def test_checkpoint_of_another_architecture_is_refused():
     from sgma_keras.workflow.checkpoints import (
         CheckpointError,

@@ -447,7 +447,7 @@ def architecture_differences(arguments, cfg):
         ours = "null" if cfg["model"]["center"] is None else "on"
         if theirs != ours:
             found.append(("model.center", theirs, ours))
-    for key in sorted(architecture_keys()):
+    for key in sorted(architecture_keys()):  # model.center's presence: compared above
         if key not in saved or key not in flat or key == "input.image_size":
             continue
         theirs, ours = saved[key], flat[key]

@@ -291,10 +291,29 @@ def config_fingerprint(cfg):
 def config_differences(old, new):
     """{key: (old value, new value)} of the result-changing keys that differ.
 
-    Keys one config lacks (written by another version) are not compared.
+    A section that one config turns off (null: `model.center`) and the other has
+    differs as a whole: {"model.center": (None, {...its values})}. Other keys one
+    config lacks (written by another version) are not compared.
     """
-    old, new = result_keys(old), result_keys(new)
-    return {k: (old[k], new[k]) for k in sorted(old.keys() & new.keys()) if old[k] != new[k]}
+    old_flat, new_flat = result_keys(old), result_keys(new)
+    diffs = {k: (old_flat[k], new_flat[k]) for k in old_flat.keys() & new_flat.keys()
+             if old_flat[k] != new_flat[k]}
+    for key in old_flat.keys() ^ new_flat.keys():
+        if key in old_flat and old_flat[key] is None and _has_section(new_flat, key):
+            diffs[key] = (None, _section(new, key))
+        elif key in new_flat and new_flat[key] is None and _has_section(old_flat, key):
+            diffs[key] = (_section(old, key), None)
+    return dict(sorted(diffs.items()))
+
+
+def _has_section(flat, key):
+    return any(k.startswith(key + ".") for k in flat)
+
+
+def _section(cfg, key):
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
 
 
 def accept_run_config(folder, cfg, allow_change=False):
