@@ -430,9 +430,11 @@ def _child_pid(launcher_pid, process_id):
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the worker's PID in /proc")
 def test_killed_worker_ends_the_launch_and_the_next_launch_resumes(tmp_path, data_dir):
-    # TensorFlow only, for CI time: under JAX the same test takes 166 s on 2 quiet
-    # cores (TensorFlow 47 s), mostly XLA compiling each launch's steps in both
-    # processes; the launcher and the resume are the same code for both engines.
+    # TensorFlow only, for CI time: under JAX the same test takes 166-176 s on 2 quiet
+    # cores (TensorFlow 47 s): 52 s to the first backup, 12 s for the refused launch,
+    # 3 s from the kill to the end, 109 s for the resumed launch (each launch compiles
+    # its steps again in both processes). The launcher and the resume are the same
+    # code for both engines; `kill_a_worker_then_resume(..., "jax")` runs it.
     kill_a_worker_then_resume(tmp_path, data_dir, "tensorflow")
 
 
