@@ -547,12 +547,14 @@ class SGMA(keras.Model):
         source = self.attention_backbone or self.global_backbone
         return source(self.global_view(ops.cast(images, self.compute_dtype)), training=False)
 
-    def initialize_attention(self, features, iterations=100, seed=0):
+    def initialize_attention(self, features, iterations=100, seed=0, agree=None):
         """Channel clustering and pre-fit of the attention layers (spec stage 2).
 
         Args:
             features: (N, h, w, C) feature maps of a sample of training images
                 (see `attention_features`).
+            agree: optional function of the channel groups returning the groups to
+                pre-fit to (a multi-process launch uses the chief's everywhere).
 
         Returns:
             The channel groups (C,).
@@ -563,6 +565,8 @@ class SGMA(keras.Model):
         if not self.built:
             self.build((None, self.image_size, self.image_size, 3))
         groups = self.multi_attention.fit_channel_groups(features, iterations, seed)
+        if agree is not None:
+            groups = np.asarray(agree(groups), dtype=groups.dtype)
         self.multi_attention.prefit(features, groups)
         return groups
 

@@ -113,6 +113,25 @@ def test_a_lost_process_is_one_line_naming_the_engines_cause(monkeypatch):
     assert multi_process.lost_peer_message(tf_error) is None  # one process: not a lost peer
 
 
+def test_every_process_prefits_the_chiefs_channel_groups(monkeypatch, caplog):
+    from sgma_keras.workflow.training import chief_channel_groups
+
+    mine = np.array([0, 1, 1, 0])
+    assert chief_channel_groups(mine) is mine  # one process
+    monkeypatch.setitem(multi_process._STATE, "launch", Launch(2, 1, None, "test"))
+    sent = []
+    monkeypatch.setattr(multi_process, "gather_values",
+                        lambda name, value: sent.append(value) or [[1, 1, 0, 0], value])
+    with caplog.at_level("WARNING", logger="sgma_keras"):
+        assert chief_channel_groups(mine).tolist() == [1, 1, 0, 0]
+    assert sent == [[0, 1, 1, 0]]
+    assert "Process 1 of 2: its k-means put 2 of 4 channels in other groups than the " \
+           "chief's" in caplog.text
+    caplog.clear()
+    assert chief_channel_groups(np.array([1, 1, 0, 0])).tolist() == [1, 1, 0, 0]
+    assert caplog.text == ""
+
+
 # --------------------------------------------------------------------------
 # Data: each process decodes its slice of every global batch
 # --------------------------------------------------------------------------
@@ -233,10 +252,13 @@ def data_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("builtin")
 
 
-def _train_args(run, data_dir, **extra):
+def _train_args(run, data_dir, stages="all", **extra):
+    """`stages="all"`: every stage of the pipeline (warm-up, attention init, joint,
+    then the refit's three); "fit": the warm-up and joint stages only."""
     from tests.test_training import tiny_overrides
 
-    settings = {"train.init.enabled": False, "train.refit": False, **extra}
+    settings = {} if stages == "all" else {"train.init.enabled": False, "train.refit": False}
+    settings.update(extra)
     args = ["--config", "configs/demo.json"]
     for item in tiny_overrides(run.parent, data_dir, **settings):
         args += ["--set", item]
@@ -261,12 +283,18 @@ def _run(argv, env, timeout=900):
 
 
 def _weights(path):
+    """{name: array} of a `.keras` archive or a `.weights.h5` file."""
     import h5py
 
-    with zipfile.ZipFile(path) as archive:
-        data = archive.read("model.weights.h5")
+    path = str(path)
+    if path.endswith(".keras"):
+        with zipfile.ZipFile(path) as archive:
+            data = io.BytesIO(archive.read("model.weights.h5"))
+    else:
+        with open(path, "rb") as handle:
+            data = io.BytesIO(handle.read())
     found = {}
-    with h5py.File(io.BytesIO(data), "r") as handle:
+    with h5py.File(data, "r") as handle:
         handle.visititems(lambda name, item: found.__setitem__(name, np.asarray(item))
                           if isinstance(item, __import__("h5py").Dataset) else None)
     return found
@@ -288,10 +316,13 @@ def _audit(log_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 def test_two_processes_train_like_one(tmp_path, data_dir, backend):
-    """4 steps (warm-up 2, joint 2) of global batch 8: two processes end with the
-    weights, logs and test numbers of one process training on the same global
-    batches in the same order, and only process 0 writes the run folder, each file
-    once.
+    """The whole pipeline, 2 steps of global batch 8 per fitting stage: warm-up,
+    attention init (k-means channel groups and the attention pre-fit on 16 images),
+    joint, the choices on validation, then the refit on all seen classes (warm-up,
+    init, joint with the chosen epochs). Two processes end with the weights after
+    each stage, the logs, the choices and the test numbers of one process training on
+    the same global batches in the same order, and only process 0 writes the run
+    folder, each file once.
 
     The one process: JAX, over two (virtual CPU) devices: measured bit-identical.
     TensorFlow, over one device under a strategy (Keras's fit under any strategy
@@ -301,27 +332,50 @@ def test_two_processes_train_like_one(tmp_path, data_dir, backend):
     one, two, audit = tmp_path / "one", tmp_path / "two", tmp_path / "audit"
     audit.mkdir()
     reference = _train_args(one, data_dir, **{"train.distribute": "data_parallel"})
-    _run([sys.executable, "train.py", *reference],
-         _env(backend, devices=2 if backend == "jax" else 1))
+    single = _run([sys.executable, "train.py", *reference],
+                  _env(backend, devices=2 if backend == "jax" else 1))
     tolerance = 0.0 if backend == "jax" else 1e-4
     output = _run([sys.executable, "train.py", *_train_args(two, data_dir),
                    "--local-processes", "2"], _env(backend, two, audit))
     assert "[process 1] process 1 of 2: done" in output
     assert "ZSL top-1" in output
 
-    # Weights after the last step.
-    a, b = _weights(one / "checkpoints" / "last.keras"), _weights(two / "checkpoints" / "last.keras")
-    assert a.keys() == b.keys() and len(a) > 20
-    for name in a:
-        np.testing.assert_allclose(b[name], a[name], rtol=0, atol=tolerance, err_msg=name)
-    # Logs (losses, validation metrics) and the test evaluation: the same numbers.
-    for stage in ("warmup", "joint"):
+    # The init stage ran in both phases; the chief found the channel groups of the
+    # one-process run (their sizes; the weights below hold the groups), and so did
+    # process 1.
+    groups = _lines_with("Channel groups: ", single)
+    assert len(groups) == 2, single[-3000:]  # selection and refit
+    assert _lines_with("Channel groups: ", output, prefix="") == groups, output[-3000:]
+    # (process 1 logs warnings only: one would say its own groups were not the chief's)
+    assert "other groups than the chief's" not in output
+    for key in ("refit_warmup", "refit_init", "refit_joint"):
+        assert f"Stage {key} (" in output, output[-3000:]
+
+    # Weights after the init stage (its k-means groups and pre-fit), the selection's
+    # last step and the refit's; then the final model (the refit, with the choices).
+    for name in ("init.weights.h5", "last.keras", "refit_init.weights.h5", "refit.keras",
+                 "final.keras"):
+        a, b = _weights(one / "checkpoints" / name), _weights(two / "checkpoints" / name)
+        assert a.keys() == b.keys() and len(a) > 20, name
+        for key in a:
+            np.testing.assert_allclose(b[key], a[key], rtol=0, atol=tolerance,
+                                       err_msg=f"{name}: {key}")
+    # Logs (losses, validation metrics) of every fitting stage; the choices; the test
+    # evaluation: the same numbers.
+    for stage in ("warmup", "joint", "refit_warmup", "refit_joint"):
         for row_a, row_b in zip(_csv_rows(one / "logs" / f"{stage}.csv"),
                                 _csv_rows(two / "logs" / f"{stage}.csv"), strict=True):
             assert row_a.keys() == row_b.keys()
             for key in row_a:
+                if "NA" in (row_a[key], row_b[key]):  # (the refit has no validation)
+                    assert row_b[key] == row_a[key], (stage, key)
+                    continue
                 assert float(row_b[key]) == pytest.approx(float(row_a[key]), rel=10 * tolerance,
                                                           abs=tolerance), (stage, key)
+    choices = [json.loads((run / "checkpoints" / "choices.json").read_text())
+               for run in (one, two)]
+    assert choices[1]["epochs"] == choices[0]["epochs"] == {"warmup": 1, "init": 0, "joint": 1}
+    assert choices[1]["gamma_cc"]["value"] == pytest.approx(choices[0]["gamma_cc"]["value"])
     results = [json.loads((run / "eval" / "results.json").read_text()) for run in (one, two)]
     for key in ("zsl_top1", "gzsl_u", "gzsl_s", "gzsl_h", "gzsl_cal_u", "gzsl_cal_s",
                 "gzsl_cal_h", "ausuc"):
@@ -331,10 +385,28 @@ def test_two_processes_train_like_one(tmp_path, data_dir, backend):
     writes = _audit(audit)
     assert writes and {process for process, _, _ in writes} == {"0"}, writes[:5]
     renamed = [os.path.relpath(path, two) for _, event, path in writes if event == "os.rename"]
-    for name in ("checkpoints/last.keras", "checkpoints/best.keras", "checkpoints/final.keras",
-                 "checkpoints/warmup.weights.h5", "eval/results.json"):
+    for name in ("checkpoints/warmup.weights.h5", "checkpoints/init.weights.h5",
+                 "checkpoints/last.keras", "checkpoints/best.keras",
+                 "checkpoints/choices.json", "checkpoints/refit_warmup.weights.h5",
+                 "checkpoints/refit_init.weights.h5", "checkpoints/refit.keras",
+                 "checkpoints/final.keras", "eval/results.json"):
         assert renamed.count(name) == 1, (name, sorted(renamed))
     assert not list(two.glob("**/.tmp-*"))
+
+
+def _lines_with(words, output, prefix=None):
+    """The text after `words` on the output's lines that have it; `prefix`: only the
+    lines a process's prefix starts ("" for the chief's)."""
+    found = []
+    for line in output.splitlines():
+        if words not in line:
+            continue
+        if prefix == "" and line.startswith("[process "):
+            continue
+        if prefix and not line.startswith(prefix):
+            continue
+        found.append(line.split(words, 1)[1])
+    return found
 
 
 def _child_pid(launcher_pid, process_id):
@@ -358,18 +430,23 @@ def _child_pid(launcher_pid, process_id):
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the worker's PID in /proc")
 def test_killed_worker_ends_the_launch_and_the_next_launch_resumes(tmp_path, data_dir):
-    # TensorFlow only, for CI time (the launcher and the resume are the same for JAX).
+    # TensorFlow only, for CI time: under JAX the same test takes 166-176 s on 2 quiet
+    # cores (TensorFlow 47 s): 52 s to the first backup, 12 s for the refused launch,
+    # 3 s from the kill to the end, 109 s for the resumed launch (each launch compiles
+    # its steps again in both processes). The launcher and the resume are the same
+    # code for both engines; `kill_a_worker_then_resume(..., "jax")` runs it.
     kill_a_worker_then_resume(tmp_path, data_dir, "tensorflow")
 
 
 def kill_a_worker_then_resume(tmp_path, data_dir, backend):
     """Returns the seconds from the kill to the end of the launch."""
     run = tmp_path / "run"
-    args = _train_args(run, data_dir, **{"train.joint.epochs": 3, "train.steps_per_epoch": 6,
+    args = _train_args(run, data_dir, "fit", **{"train.joint.epochs": 3, "train.steps_per_epoch": 6,
                                          "train.backup_every_steps": 1})
     argv = [sys.executable, "train.py", *args, "--local-processes", "2"]
     env = _env(backend)
     metadata = run / "backup" / "joint" / "training_metadata.json"
+    started = time.monotonic()
     first = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     try:
@@ -377,12 +454,15 @@ def kill_a_worker_then_resume(tmp_path, data_dir, backend):
         while not metadata.exists() and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert metadata.exists(), first.communicate()[0][-3000:]
+        to_backup = time.monotonic() - started
 
         # A second launch into the busy folder: refused in both of its processes,
         # naming the first launch's chief (its own worker was never refused).
         chief = _child_pid(first.pid, 0)
+        refused = time.monotonic()
         second = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, timeout=300)
+        refused = time.monotonic() - refused
         assert second.returncode == 1
         busy = f"run folder {str(run)!r} in use by PID {chief} on host"
         assert f"error: {busy}" in second.stdout, second.stdout[-3000:]
@@ -404,8 +484,14 @@ def kill_a_worker_then_resume(tmp_path, data_dir, backend):
     state = json.loads((run / "state.json").read_text())
     assert state["completed"] == ["warmup", "init"]  # killed inside the joint stage
 
+    resumed = time.monotonic()
     third = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, timeout=900)
+    resumed = time.monotonic() - resumed
+    # Where the test's time goes (seen with -s).
+    print(f"{backend}: first launch to its first joint backup {to_backup:.1f} s, the refused "
+          f"launch {refused:.1f} s, the kill to the launch's end {ended:.1f} s, the resumed "
+          f"launch {resumed:.1f} s")
     assert third.returncode == 0, third.stdout[-3000:]
     assert "Resuming from backup" in third.stdout
     assert "Stage warmup" not in third.stdout  # finished stages are not redone

@@ -194,13 +194,33 @@ def _init_stage(run, stage):
     cfg, model = run.cfg, run.model
     init_cfg = cfg["train"]["init"]
     model.copy_global_to_attention()
+    # Every process of a launch computes the features of the same images and runs the
+    # same seeded k-means; the chief's groups are then used everywhere, so that a
+    # rounding difference between hosts cannot give the replicas other attention maps.
     features = collect_attention_features(model, run.proto.fit, cfg, init_cfg["num_images"])
-    groups = model.initialize_attention(features, init_cfg["kmeans_iters"], cfg["seed"])
+    groups = model.initialize_attention(features, init_cfg["kmeans_iters"], cfg["seed"],
+                                        agree=chief_channel_groups)
     log.info("Channel groups: %s channels per part",
              np.bincount(groups, minlength=model.num_parts).tolist())
     if init_cfg["copy_global_to_parts"]:
         model.copy_global_to_parts()
     _log_localisation_after_init(run)
+
+
+def chief_channel_groups(groups):
+    """The chief's channel groups, on every process of a launch (this process's
+    `groups` with one process). A process whose own groups differ says so."""
+    if multi_process.process_count() == 1:
+        return groups
+    every = multi_process.gather_values("channel_groups", np.asarray(groups).tolist())
+    chief = np.asarray(every[0], dtype="int64")
+    differ = int(np.sum(chief != np.asarray(groups)))
+    if differ:
+        log.warning("Process %d of %d: its k-means put %d of %d channels in other groups than "
+                    "the chief's on the same images (rounding differences between hosts?); "
+                    "it uses the chief's groups.", multi_process.process_index(),
+                    multi_process.process_count(), differ, len(chief))
+    return chief
 
 
 def _log_localisation_after_init(run):
