@@ -147,8 +147,11 @@ def test_a_bad_plan_is_one_line(tmp_path):
     path.write_text(json.dumps(plan))
     with pytest.raises(study.StudyError, match="variants.full.start must be"):
         study.read_plan(str(path))
+    plan = small_plan()
+    assert study.seed_list(plan, ["plan"]) == list(range(plan["seeds"]["count"]))
+    plan["seeds"]["count"] = None
     with pytest.raises(study.StudyError, match="seeds.count is not set"):
-        study.seed_list(study.read_plan(), ["plan"])
+        study.seed_list(plan, ["plan"])
 
 
 # ---------------------------------------------------------------------------
