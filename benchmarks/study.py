@@ -2,12 +2,13 @@
 
 A study follows its plan (`docs/study/plan.json`, committed before the runs it judges):
 the config, the variants, the comparisons and their metrics, the test and its
-correction, and how many seeds. Four steps:
+correction, and how many seeds. The steps:
 
     python benchmarks/study.py run --seeds pilot      # the pilot: paired SDs only
     python benchmarks/study.py power                  # seeds each comparison needs
     python benchmarks/study.py run --seeds plan       # the design data seed
     python benchmarks/study.py run --seeds plan --data confirm   # a fresh data seed
+    python benchmarks/study.py status                 # runs done, time left (no numbers)
     python benchmarks/study.py choose                 # options, on validation only
     python benchmarks/study.py report                 # claims and choices, with intervals
 
@@ -329,6 +330,34 @@ def choose(plan, output):
     return decisions
 
 
+def progress(plan, output):
+    """Per data seed: the plan's runs recorded, whole seeds, and the mean run time (of
+    every recorded run, pilots too; the shared warm-up and init of a seed not counted).
+    Counts only: no metric is read, so looking at progress is no interim analysis."""
+    records = read_records(os.path.join(output, VALIDATION))
+    seeds, variants = seed_list(plan, ["plan"]), list(plan["variants"])
+    seconds = [r["seconds"] for r in records if r.get("seconds")]
+    rows = []
+    for data in plan["data_seeds"]:
+        done = {(r["seed"], r["variant"]) for r in records if r["data"] == data}
+        rows.append({"data": data, "runs": sum((s, v) in done for s in seeds for v in variants),
+                     "planned": len(seeds) * len(variants),
+                     "whole_seeds": sum(all((s, v) in done for v in variants) for s in seeds),
+                     "seeds": len(seeds),
+                     "seconds_per_run": sum(seconds) / len(seconds) if seconds else None})
+    return rows
+
+
+def require_complete(plan, output, data_seeds, step):
+    """`choose` and `report` judge the plan's seeds, all of them: a look at fewer would
+    be an interim analysis the plan does not make."""
+    for row in progress(plan, output):
+        if row["data"] in data_seeds and row["runs"] < row["planned"]:
+            raise StudyError(f"{step}: the {row['data']} data seed has {row['runs']} of the "
+                             f"plan's {row['planned']} runs; finish them first "
+                             f"(`study.py run --seeds plan --data {row['data']}`).")
+
+
 def _interval(row):
     if row["ci"] is None:
         return "n/a"
@@ -383,7 +412,7 @@ def report(plan, output):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("run", "power", "choose", "report"))
+    parser.add_argument("step", choices=("run", "status", "power", "choose", "report"))
     parser.add_argument("--plan", default=PLAN)
     parser.add_argument("--output", default="results/study")
     parser.add_argument("--data", default="design", help="the plan's data seed: design or confirm")
@@ -423,10 +452,19 @@ def main(argv=None):
         count = min(rule["most"], max([rule["least"], *known]))
         print(f"seeds.count = {count} (claims: the largest need, within "
               f"[{rule['least']}, {rule['most']}])")
+    elif args.step == "status":
+        for row in progress(plan, args.output):
+            left = row["planned"] - row["runs"]
+            per = row["seconds_per_run"]
+            eta = "" if per is None or not left else f", about {left * per / 3600:.1f} h left"
+            print(f"{row['data']}: {row['runs']} of {row['planned']} runs, "
+                  f"{row['whole_seeds']} of {row['seeds']} seeds whole{eta}")
     elif args.step == "choose":
+        require_complete(plan, args.output, ["design"], "choose")
         for d in choose(plan, args.output):
             print(f"{d['name']}: {_interval(d)}, p (Holm) {d['p_holm']}: {d['decision']}")
     else:
+        require_complete(plan, args.output, list(plan["data_seeds"]), "report")
         print(report(plan, args.output))
 
 

@@ -183,3 +183,28 @@ def test_two_invocations_give_identical_numbers(tmp_path, monkeypatch):
     records = {r["variant"]: r for r in results[0][0]}
     assert records["full"]["val_localisation_at_init"] is not None
     assert records["global"]["val_localisation"] is None
+
+
+def test_choose_and_report_wait_for_every_planned_run(tmp_path, capsys):
+    """`status` counts runs without reading a metric; `choose` and `report` refuse until
+    the plan's seeds are all run (no interim look)."""
+    plan = small_plan(seeds={"first": 0, "least": 2, "most": 2, "count": 2})
+    plan_path = tmp_path / "plan.json"
+    plan_path.write_text(json.dumps(plan))
+    output = str(tmp_path / "out")
+    variants = list(plan["variants"])
+    study.run_study(plan, output, "design", [0], variants, fake_runner([]))
+    study.run_study(plan, output, "design", [1], variants[:3], fake_runner([]))
+    rows = {r["data"]: r for r in study.progress(plan, output)}
+    assert (rows["design"]["runs"], rows["design"]["planned"]) == (len(variants) + 3,
+                                                                   2 * len(variants))
+    assert rows["design"]["whole_seeds"] == 1 and rows["confirm"]["runs"] == 0
+    args = ["--plan", str(plan_path), "--output", output]
+    study.main(["status", *args])
+    assert "design: 13 of 20 runs, 1 of 2 seeds whole" in capsys.readouterr().out
+    with pytest.raises(study.StudyError, match="design data seed has 13 of the plan's 20"):
+        study.main(["choose", *args])
+    study.run_study(plan, output, "design", [1], variants, fake_runner([]))
+    study.main(["choose", *args])  # design complete: the choice may be made
+    with pytest.raises(study.StudyError, match="confirm data seed has 0 of"):
+        study.main(["report", *args])
