@@ -126,12 +126,14 @@ def record_key(record):
 
 
 def put_record(path, record):
-    """Adds `record` to the list at `path`, replacing one with its key (atomically)."""
-    from sgma_keras.atomic_io import write_json_atomic
+    """Adds `record` to the list at `path`, replacing one with its key (atomically, and
+    under a lock: two studies may run other data seeds or seeds into one output)."""
+    from sgma_keras.atomic_io import exclusive_lock, write_json_atomic
 
-    records = [r for r in read_records(path) if record_key(r) != record_key(record)]
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_json_atomic(path, records + [record])
+    with exclusive_lock(f"{path}.lock"):
+        records = [r for r in read_records(path) if record_key(r) != record_key(record)]
+        write_json_atomic(path, records + [record])
 
 
 # ---------------------------------------------------------------------------

@@ -208,3 +208,29 @@ def test_choose_and_report_wait_for_every_planned_run(tmp_path, capsys):
     study.main(["choose", *args])  # design complete: the choice may be made
     with pytest.raises(study.StudyError, match="confirm data seed has 0 of"):
         study.main(["report", *args])
+
+
+def _put_many(path, data, count, start):
+    start.wait(60)  # both processes write at the same time
+    for seed in range(count):
+        study.put_record(path, {"data": data, "seed": seed, "variant": "full"})
+
+
+def test_two_processes_recording_at_once_lose_no_record(tmp_path):
+    """Two studies on other data seeds share the record files: each addition is a
+    read-modify-write, done under a lock."""
+    import multiprocessing
+
+    pytest.importorskip("fcntl")  # the lock is POSIX's flock
+    path = str(tmp_path / "validation.json")
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    workers = [context.Process(target=_put_many, args=(path, data, 150, start))
+               for data in ("design", "confirm")]
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    assert len(study.read_records(path)) == 300
