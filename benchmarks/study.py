@@ -165,8 +165,6 @@ def _finished(run_dir, last_stage):
 
 def run_one(plan, output, data, seed, variant):
     """Trains (the shared start if needed, then) one variant; returns (validation, test)."""
-    import keras
-
     from sgma_keras.workflow import training
     from sgma_keras.workflow.fork import fork_run
 
@@ -185,9 +183,6 @@ def run_one(plan, output, data, seed, variant):
     seconds = round(time.time() - started, 1)
     validation, test = run_metrics(cfg, results)
     validation["seconds"] = seconds
-    # A study is hundreds of runs in one process: without this each run's graphs stay
-    # (about 80 MB a run on the ablation config). Each run sets its own seeds.
-    keras.backend.clear_session(free_memory=True)
     return validation, test
 
 
@@ -238,11 +233,15 @@ def run_metrics(cfg, results):
     return validation, test
 
 
-def run_study(plan, output, data, seeds, variants, runner=run_one):
+def run_study(plan, output, data, seeds, variants, runner=None):
     """Runs what is not recorded yet, seeds outermost (an interrupted study has every
-    variant at its first seeds); returns the number of runs made."""
-    import keras
+    variant at its first seeds); returns the number of runs made.
 
+    `runner(plan, output, data, seed, variant) -> (validation, test)` runs one variant
+    here; None (a study) runs each seed's variants with `run_one` in a fresh process:
+    a process that trains run after run grows by about 70 MB a run, which neither
+    `keras.backend.clear_session` nor garbage collection gives back. A run's numbers do
+    not depend on what its process ran before (tests/test_study.py)."""
     digest = plan_digest(plan)
     validation_path = os.path.join(output, VALIDATION)
     for record in read_records(validation_path):
@@ -252,23 +251,56 @@ def run_study(plan, output, data, seeds, variants, runner=run_one):
     done = {record_key(r) for r in read_records(validation_path)}
     made = 0
     for seed in seeds:
-        for variant in variants:
-            if (data, seed, variant) in done:
-                continue
-            validation, test = runner(plan, output, data, seed, variant)
-            # Only validation keys reach the file the choice reads.
-            validation = {k: validation.get(k) for k in (*VALIDATION_KEYS, "seconds")}
-            test = {k: test.get(k) for k in TEST_KEYS}
-            key = {"data": data, "seed": seed, "variant": variant, "plan": digest,
-                   "backend": keras.backend.backend()}
-            # The test record first: the validation record marks the run finished.
-            put_record(os.path.join(output, SEALED), {**key, **test})
-            put_record(validation_path, {**key, **validation})
+        todo = [v for v in variants if (data, seed, v) not in done]
+        if not todo:
+            continue
+        if runner is None:
+            _seed_in_child(plan, output, data, seed, todo)
+            made += len(todo)
+            continue
+        for variant in todo:
+            _record(plan, output, data, seed, variant, *runner(plan, output, data, seed, variant))
             made += 1
-            print(f"{data} seed {seed} {variant}: " + ", ".join(
-                f"{k} {v:.3f}" for k, v in validation.items() if isinstance(v, float)),
-                flush=True)
     return made
+
+
+def _record(plan, output, data, seed, variant, validation, test):
+    import keras
+
+    # Only validation keys reach the file the choice reads.
+    validation = {k: validation.get(k) for k in (*VALIDATION_KEYS, "seconds")}
+    test = {k: test.get(k) for k in TEST_KEYS}
+    key = {"data": data, "seed": seed, "variant": variant, "plan": plan_digest(plan),
+           "backend": keras.backend.backend()}
+    # The test record first: the validation record marks the run finished.
+    put_record(os.path.join(output, SEALED), {**key, **test})
+    put_record(os.path.join(output, VALIDATION), {**key, **validation})
+    print(f"{data} seed {seed} {variant}: " + ", ".join(
+        f"{k} {v:.3f}" for k, v in validation.items() if isinstance(v, float)), flush=True)
+
+
+def _seed_in_child(plan, output, data, seed, variants):
+    """One seed's variants in a new Python process (this script with `--child`, the
+    job on its standard input); it inherits the environment and writes the records."""
+    import subprocess
+
+    job = json.dumps({"plan": plan, "output": output, "data": data, "seed": seed,
+                      "variants": variants})
+    code = subprocess.run([sys.executable, os.path.abspath(__file__), "--child"],
+                          input=job, text=True).returncode
+    if code != 0:
+        raise StudyError(f"study.py: the runs of {data} seed {seed} ended with exit status "
+                         f"{code}; start the study again to redo the unfinished run.")
+
+
+def _child_main():
+    job = json.load(sys.stdin)
+    deterministic_environment(job["plan"])
+    from sgma_keras.workflow.training import main_logging
+
+    main_logging()
+    run_study(job["plan"], job["output"], job["data"], [job["seed"]], job["variants"],
+              runner=run_one)
 
 
 # ---------------------------------------------------------------------------
@@ -430,10 +462,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     plan = read_plan(args.plan)
     if args.step == "run":
-        deterministic_environment(plan)
-        from sgma_keras.workflow.training import main_logging
-
-        main_logging()
+        deterministic_environment(plan)  # inherited by the runs' processes
         if args.data not in plan["data_seeds"]:
             raise StudyError(f"--data {args.data}: expected one of {list(plan['data_seeds'])}.")
         variants = args.variants or list(plan["variants"])
@@ -476,4 +505,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--child"]:
+        _child_main()
+    else:
+        main()
