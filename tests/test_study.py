@@ -81,7 +81,7 @@ def fake_runner(calls, fail_at=None):
             raise KeyboardInterrupt
         value = (seed * 7 + len(variant)) % 10 / 10
         return ({"val_zsl_top1": value, "val_localisation": value / 2, "val_score": value,
-                 "val_localisation_at_init": None, "zsl_top1": 0.99},
+                 "val_localisation_at_init": None, "zsl_top1": 0.99, "seconds": 1.0},
                 {"zsl_top1": value + 0.05, "localisation": value, "gzsl_h": value})
 
     return runner
@@ -211,6 +211,51 @@ def test_choose_and_report_wait_for_every_planned_run(tmp_path, capsys):
     study.main(["choose", *args])  # design complete: the choice may be made
     with pytest.raises(study.StudyError, match="confirm data seed has 0 of"):
         study.main(["report", *args])
+
+
+def test_the_report_page(tmp_path):
+    """The report: each claim on each data seed with its interval, the seeds its power
+    calculation asks for and "underpowered" where the plan has fewer; after the choice,
+    the options' decisions beside their test differences, every variant's means, and
+    the runtime from the runs' times and the starts' folders."""
+    plan = small_plan(seeds={"first": 0, "least": 2, "most": 3, "count": 3},
+                      pilot_seeds=[900, 901, 902])
+    output = str(tmp_path)
+    variants = list(plan["variants"])
+    study.run_study(plan, output, "design", [900, 901, 902, 0, 1, 2], variants,
+                    fake_runner([]))
+    study.run_study(plan, output, "confirm", [0, 1, 2], variants, fake_runner([]))
+    start = tmp_path / "runs" / "design" / "seed0" / "start"
+    start.mkdir(parents=True)
+    for name, when in (("config.json", 1000), ("state.json", 1036)):
+        (start / name).write_text("{}")
+        os.utime(start / name, (when, when))
+    before = study.report(plan, output)
+    assert "not chosen yet" in before and "## Every variant" not in before
+    study.choose(plan, output)
+    page = study.report(plan, output)
+    for data, number in (("design", 0), ("confirm", 101)):
+        assert f"## Claims, data seed {number} ({data})" in page
+        assert f"## Every variant, data seed {number} ({data})" in page
+    records = study.merged_records(output)
+    claim = study.compare(records, "confirm", plan["claims"]["comparisons"][:1], 0.05)[0]
+    row = next(line for line in page.splitlines()
+               if line.startswith(f"| {claim['statement']} |"))
+    assert study._interval(claim) in page.split("(confirm)")[1]
+    assert "| 3 |" in row
+    needed, short = study.seeds_needed_by_name(plan, records)
+    assert needed[claim["name"]] in row
+    assert ("underpowered" in row) == (claim["verdict"] == "not shown" and short[claim["name"]])
+    # The options' rows carry their test differences (design, the pilot left out).
+    test = study.compare(records, "design", [{**plan["options"]["comparisons"][1],
+                                              "metric": "zsl_top1"}], 0.05, {900, 901, 902})
+    option_row = next(line for line in page.splitlines()
+                      if line.startswith("| mask_sample_points |"))
+    assert study._interval(test[0]) in option_row
+    assert "| anchor_cnet (the paper) |" in page
+    # Runtime: 30 runs with 1 s each per data seed, one start of 36 s.
+    assert "| design | 30 | 0.01 | 1 | 0.01 |" in page
+    assert "| confirm | 30 | 0.01 | 0 | 0.00 |" in page
 
 
 def _put_many(path, data, count, start):
