@@ -408,6 +408,14 @@ def _interval(row):
     return f"{row['mean']:+.1f} [{row['ci'][0]:+.1f}, {row['ci'][1]:+.1f}]"
 
 
+def _verdict(row, underpowered):
+    """The row's verdict; "not shown" marked where the plan's seeds are fewer than its
+    power calculation asked for."""
+    if row["verdict"] == "not shown" and underpowered[row["name"]]:
+        return "not shown (underpowered)"
+    return row["verdict"]
+
+
 def _p(value):
     return "n/a" if value is None else f"{value:.3g}"
 
@@ -504,19 +512,30 @@ def report(plan, output):
              f"pilot's paired SD (seeds {sorted(pilot)}, left out of every comparison); "
              f"a claim with fewer seeds than that is underpowered at {delta:g} points "
              f"(\"not shown\" there does not say the effect is absent).", ""]
-    for data in plan["data_seeds"]:
-        rows = compare(records, data, plan["claims"]["comparisons"], alpha, pilot)
+    claims = {data: compare(records, data, plan["claims"]["comparisons"], alpha, pilot)
+              for data in plan["data_seeds"]}
+    lines += ["## Verdicts", "",
+              "| claim | " + " | ".join(f"{data} (data seed {number})" for data, number
+                                      in plan["data_seeds"].items()) + " |",
+              "|---|" + "---|" * len(plan["data_seeds"])]
+    for index, comparison in enumerate(plan["claims"]["comparisons"]):
+        cells = []
+        for data in plan["data_seeds"]:
+            r = claims[data][index]
+            cells.append(f"{_verdict(r, underpowered)}: {_interval(r)}")
+        lines.append(f"| {comparison['statement']} ({comparison['metric']}) | "
+                     + " | ".join(cells) + " |")
+    lines.append("")
+    for data, rows in claims.items():
         if not any(r["n"] for r in rows):
             continue
         lines += [f"## Claims, data seed {plan['data_seeds'][data]} ({data})", "",
                   "| claim | metric | difference [95% CI] | seeds | seeds needed | p (Holm) "
                   "| verdict |", "|---|---|---|---|---|---|---|"]
         for r in rows:
-            verdict = r["verdict"]
-            if verdict == "not shown" and underpowered[r["name"]]:
-                verdict += " (underpowered)"
             lines.append(f"| {r['statement']} | {r['metric']} | {_interval(r)} | {r['n']} | "
-                         f"{needed[r['name']]} | {_p(r['p_holm'])} | {verdict} |")
+                         f"{needed[r['name']]} | {_p(r['p_holm'])} | "
+                         f"{_verdict(r, underpowered)} |")
         lines.append("")
     choices_path = os.path.join(output, CHOICES)
     if not os.path.exists(choices_path):

@@ -253,6 +253,13 @@ def test_the_report_page(tmp_path):
                       if line.startswith("| mask_sample_points |"))
     assert study._interval(test[0]) in option_row
     assert "| anchor_cnet (the paper) |" in page
+    # The verdicts table: each claim's verdict and interval on both data seeds.
+    verdicts = page.split("## Verdicts")[1].split("## Claims")[0]
+    design = study.compare(records, "design", plan["claims"]["comparisons"][:1], 0.05,
+                           {900, 901, 902})[0]
+    assert (f"| {claim['statement']} ({claim['metric']}) | "
+            f"{study._verdict(design, short)}: {study._interval(design)} | "
+            f"{study._verdict(claim, short)}: {study._interval(claim)} |") in verdicts
     # Runtime: 30 runs with 1 s each per data seed, one start of 36 s.
     assert "| design | 30 | 0.01 | 1 | 0.01 |" in page
     assert "| confirm | 30 | 0.01 | 0 | 0.00 |" in page
