@@ -469,19 +469,23 @@ def seeds_needed_by_name(plan, records):
     return text, short
 
 
+# The report's per-variant columns: record key -> heading.
+MEAN_COLUMNS = {"zsl_top1": "ZSL top-1", "gzsl_h": "GZSL H",
+                "localisation_at_init": "localisation after init", "localisation": "localisation",
+                "val_zsl_top1": "val ZSL top-1", "val_localisation": "val localisation"}
+
+
 def variant_means(records, data, seeds, variants):
-    """Per variant: {metric: (mean, SD)} in %, over `seeds` on `data`."""
-    metrics = ("zsl_top1", "gzsl_h", "localisation_at_init", "localisation", "val_zsl_top1",
-               "val_localisation")
+    """Per variant: {metric: (mean, SD) or None} in %, over `seeds` on `data`."""
     table = {}
     for variant in variants:
         rows = [r for r in records if r["data"] == data and r["variant"] == variant
                 and r["seed"] in seeds]
         table[variant] = {}
-        for metric in metrics:
+        for metric in MEAN_COLUMNS:
             found = [100 * r[metric] for r in rows if r.get(metric) is not None]
-            table[variant][metric] = ((float(np.mean(found)), float(np.std(found, ddof=1)),
-                                       len(found)) if len(found) > 1 else None)
+            table[variant][metric] = ((float(np.mean(found)), float(np.std(found, ddof=1)))
+                                      if len(found) > 1 else None)
     return table
 
 
@@ -568,13 +572,11 @@ def report(plan, output):
         table = variant_means(records, data, seeds, plan["variants"])
         lines += [f"## Every variant, data seed {plan['data_seeds'][data]} ({data})", "",
                   "Mean ± SD over the seeds, in %; test splits unless marked val.", "",
-                  "| variant | ZSL top-1 | GZSL H | localisation after init | localisation "
-                  "| val ZSL top-1 | val localisation |", "|---|---|---|---|---|---|---|"]
+                  "| variant | " + " | ".join(MEAN_COLUMNS.values()) + " |",
+                  "|---|" + "---|" * len(MEAN_COLUMNS)]
         for variant, cells in table.items():
-            lines.append(f"| {variant} | " + " | ".join(
-                _mean_sd(cells[m]) for m in ("zsl_top1", "gzsl_h", "localisation_at_init",
-                                             "localisation", "val_zsl_top1",
-                                             "val_localisation")) + " |")
+            lines.append(f"| {variant} | " + " | ".join(_mean_sd(c) for c in cells.values())
+                         + " |")
         lines.append("")
     lines += ["## Runtime", "",
               "| data seed | runs | their training and evaluation (h) | shared starts "

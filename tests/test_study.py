@@ -260,6 +260,11 @@ def test_the_report_page(tmp_path):
     assert (f"| {claim['statement']} ({claim['metric']}) | "
             f"{study._verdict(design, short)}: {study._interval(design)} | "
             f"{study._verdict(claim, short)}: {study._interval(claim)} |") in verdicts
+    # Every variant's means: the plan's seeds only (pilot left out), in %.
+    zsl = [100 * r["zsl_top1"] for r in records
+           if r["data"] == "design" and r["variant"] == "full" and r["seed"] in (0, 1, 2)]
+    design_means = page.split("## Every variant, data seed 0 (design)")[1].split("##")[0]
+    assert f"| full | {np.mean(zsl):.1f} ± {np.std(zsl, ddof=1):.1f} |" in design_means
     # Runtime: 30 runs with 1 s each per data seed, one start of 36 s.
     assert "| design | 30 | 0.01 | 1 | 0.01 |" in page
     assert "| confirm | 30 | 0.01 | 0 | 0.00 |" in page
